@@ -1,0 +1,250 @@
+"""The `codec` command: compress, decompress, models, train, export."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+warnings.filterwarnings("ignore", category=FutureWarning, module="torch")  # compressai's jit.script use
+
+from codec.errors import CodecError  # noqa: E402
+
+app = typer.Typer(help="A learned image codec.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SUFFIX = ".lic"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+
+
+def one_line_errors(command):
+    """Turn every user-caused failure into one line on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    return command(*args, **kwargs)
+                finally:
+                    for warning in caught:
+                        if issubclass(warning.category, UserWarning) and "codec" in warning.filename:
+                            err.print(f"note: {warning.message}")
+        except CodecError as error:
+            err.print(f"codec: error: {error}", markup=False)
+        except OSError as error:
+            name = f"{error.filename}: " if error.filename else ""
+            err.print(f"codec: error: {name}{error.strerror or error}", markup=False)
+        except KeyboardInterrupt:
+            err.print("codec: interrupted")
+            raise typer.Exit(130)
+        raise typer.Exit(1)
+
+    return wrapper
+
+
+def expand_inputs(inputs: list[Path], suffixes: set[str] | None) -> list[Path]:
+    """Files as given; folders replaced by the matching files inside them."""
+    files = []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and (suffixes is None or p.suffix.lower() in suffixes))
+            if not found:
+                raise CodecError(f"{path}: no input files in this folder")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def output_paths(inputs: list[Path], output: Path | None, suffix: str, force: bool) -> list[Path]:
+    """Where each input's result goes; refuses to overwrite without --force, before any work."""
+    many = len(inputs) > 1 or (output is not None and output.is_dir())
+    if output is None:
+        targets = [path.with_suffix(suffix) if path.suffix != suffix else path.with_name(path.name + suffix) for path in inputs]
+    elif many:
+        targets = [output / path.with_suffix(suffix).name for path in inputs]
+    else:
+        targets = [output]
+    if len(set(targets)) != len(targets):
+        raise CodecError("two inputs would write the same output file; give them distinct names")
+    for source, target in zip(inputs, targets):
+        if target.resolve() == source.resolve():
+            raise CodecError(f"{target}: output would overwrite its own input")
+        if target.exists() and not force:
+            raise CodecError(f"{target}: already exists (use --force to overwrite)")
+    return targets
+
+
+def progress_over(items: list, label: str):
+    """Yield items, with a progress bar when there are several."""
+    if len(items) < 2:
+        yield from items
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        yield from progress.track(items)
+
+
+@app.command()
+@one_line_errors
+def compress(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (or folder, for several inputs).")] = None,
+    quality: Annotated[Optional[int], typer.Option("-q", "--quality", help="Shipped quality level (see `codec models`).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name, instead of a quality level.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Decode the result and report PSNR and MS-SSIM.")] = False,
+):
+    """Compress images into .lic files."""
+    from codec.api import compress as compress_image, decompress
+    from codec.fileio import write_bytes_atomic
+    from codec.image import open_image
+    from codec.metrics import bits_per_pixel, ms_ssim, ms_ssim_db, psnr
+
+    files = expand_inputs(images, IMAGE_SUFFIXES)
+    targets = output_paths(files, output, SUFFIX, force)
+    for source, target in progress_over(list(zip(files, targets)), "compressing"):
+        image = open_image(source)
+        data = compress_image(image, quality=quality, model=model)
+        write_bytes_atomic(target, data)
+        line = f"{source} -> {target}  {image.width}x{image.height}  {len(data):,} bytes  {bits_per_pixel(len(data), image):.4f} bpp"
+        if verify:
+            decoded = decompress(data)
+            line += f"  PSNR {psnr(image, decoded):.2f} dB"
+            score = ms_ssim(image, decoded)
+            line += "  MS-SSIM n/a (image too small)" if score is None else f"  MS-SSIM {score:.4f} ({ms_ssim_db(score):.2f} dB)"
+        out.print(line, markup=False)
+
+
+@app.command()
+@one_line_errors
+def decompress(
+    files: Annotated[list[Path], typer.Argument(help=".lic files or folders of them.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output image (or folder, for several inputs).")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+):
+    """Decompress .lic files into images (PNG unless -o names another lossless format)."""
+    from PIL import Image
+
+    from codec.api import decompress as decompress_bytes
+    from codec.fileio import atomic_write
+
+    sources = expand_inputs(files, {SUFFIX})
+    targets = output_paths(sources, output, ".png", force)
+    extensions = Image.registered_extensions()
+    for target in targets:
+        if target.suffix.lower() not in extensions:
+            raise CodecError(f"{target}: unknown image format {target.suffix!r} (use .png)")
+    for source, target in progress_over(list(zip(sources, targets)), "decompressing"):
+        image = decompress_bytes(source.read_bytes())
+        atomic_write(target, lambda f: image.save(f, format=extensions[target.suffix.lower()]))
+        out.print(f"{source} -> {target}  {image.width}x{image.height} {image.mode}", markup=False)
+
+
+@app.command()
+@one_line_errors
+def models():
+    """List the installed models and their Kodak scores."""
+    from models.registry import SHIPPED_DIR, list_models
+
+    table = Table("name", "q", "architecture", "λ", "Kodak bpp", "PSNR", "MS-SSIM", "where", box=None)
+    for card in list_models():
+        kodak = card.kodak
+        attention = card.config.get("hyper_attention", "none")
+        table.add_row(
+            card.name,
+            str(card.quality or "-"),
+            card.arch + ("" if attention == "none" else f" +{attention}"),
+            f"{card.lmbda:g}",
+            f"{kodak['bpp']:.3f}" if kodak else "-",
+            f"{kodak['psnr']:.2f}" if kodak else "-",
+            f"{kodak['ms_ssim']:.4f}" if kodak else "-",
+            "shipped" if card.directory == SHIPPED_DIR else "user",
+        )
+    out.print(table)
+
+
+@app.command()
+@one_line_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Folder of training images (searched recursively).")],
+    lmbda: Annotated[float, typer.Option(help="Rate-distortion trade-off λ (higher: more bits, better quality).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Checkpoint file; an existing one is resumed.")],
+    arch: Annotated[str, typer.Option(help="factorized, scale-hyperprior or mean-scale-hyperprior.")] = "mean-scale-hyperprior",
+    hyper_attention: Annotated[str, typer.Option(help="Block in the hyperprior: none, grn, gc, sge, gct.")] = "none",
+    n: Annotated[int, typer.Option("--N", help="Channels of the transforms.")] = 128,
+    m: Annotated[int, typer.Option("--M", help="Channels of the latent y.")] = 192,
+    metric: Annotated[str, typer.Option(help="Distortion: mse or ms-ssim.")] = "mse",
+    steps: Annotated[int, typer.Option(help="Total training steps.")] = 5000,
+    batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 8,
+    crop: Annotated[int, typer.Option(help="Crop side in pixels.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 5e-4,
+    threads: Annotated[int, typer.Option(help="CPU threads.")] = 2,
+    val: Annotated[Optional[Path], typer.Option(help="Folder of validation images, scored every --val-every steps.")] = None,
+    val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
+    name: Annotated[Optional[str], typer.Option(help="Register the result as this model when done.")] = None,
+):
+    """Train a rate point on the rate-distortion loss; resumable, then registered as a model."""
+    from codec.train import TrainConfig, train as run_training
+
+    if arch not in ("factorized", "scale-hyperprior", "mean-scale-hyperprior"):
+        raise CodecError(f"unknown architecture {arch!r}")
+    if metric not in ("mse", "ms-ssim"):
+        raise CodecError(f"unknown metric {metric!r} (mse or ms-ssim)")
+    if metric == "ms-ssim" and crop < 161:
+        raise CodecError("MS-SSIM training needs --crop of at least 161 (its five scales)")
+    config = TrainConfig(
+        data=str(data), lmbda=lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, metric=metric,
+        steps=steps, batch_size=batch_size, crop=crop, lr=lr, threads=threads,
+    )
+    with Progress(
+        TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+        console=err, disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("train", total=steps, status="")
+
+        def report(step: int, metrics: dict | None):
+            progress.update(task, completed=step)
+            if metrics:
+                status = f"loss {metrics['loss']:.3f}  bpp {metrics['bpp']:.3f}  PSNR {metrics['psnr']:.2f}"
+                if "val_psnr" in metrics:
+                    status += f"  val {metrics['val_bpp']:.3f} bpp / {metrics['val_psnr']:.2f} dB"
+                progress.update(task, status=status)
+                if not err.is_terminal:
+                    err.print(f"step {step}  {status}")
+
+        run_training(config, out_path, val_dir=str(val) if val else None, val_every=val_every, report=report,
+                     notice=lambda message: err.print(message, markup=False))
+    if name:
+        export(out_path, name=name)
+
+
+@app.command()
+@one_line_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `codec train`.")],
+    name: Annotated[str, typer.Option(help="Model name (ASCII, as files will carry it).")],
+    ship: Annotated[bool, typer.Option(help="Write into the project's shipped models (for developers).")] = False,
+    quality: Annotated[Optional[int], typer.Option(help="Quality level of a shipped rate point.")] = None,
+    kodak: Annotated[Optional[Path], typer.Option(help="Folder of Kodak images to score the model on.")] = None,
+):
+    """Register a checkpoint as a model: update its CDF tables, write weights and manifest."""
+    from codec.export import export_checkpoint
+
+    card = export_checkpoint(checkpoint, name, ship=ship, quality=quality, kodak_dir=kodak)
+    out.print(f"registered model {card.name} in {card.directory}")
+    if card.kodak:
+        out.print(f"Kodak: {card.kodak['bpp']:.4f} bpp, PSNR {card.kodak['psnr']:.2f} dB, MS-SSIM {card.kodak['ms_ssim']:.4f}")
+
+
+def main():
+    app()

@@ -1,0 +1,20 @@
+"""A learned image codec: compress(image) -> bytes, decompress(bytes) -> image.
+
+The API is imported on first use, so that `codec --help` and the errors need no torch.
+"""
+
+from codec.errors import BitstreamError, CodecError, ImageError, ModelError
+
+__all__ = ["compress", "decompress", "CodecError", "BitstreamError", "ImageError", "ModelError", "ConversionWarning"]
+
+
+def __getattr__(name: str):
+    if name in ("compress", "decompress"):
+        from codec import api
+
+        return getattr(api, name)
+    if name == "ConversionWarning":
+        from codec.image import ConversionWarning
+
+        return ConversionWarning
+    raise AttributeError(f"module 'codec' has no attribute {name!r}")

@@ -1,0 +1,17 @@
+"""The errors a user can cause. Each message is one line that names the problem."""
+
+
+class CodecError(Exception):
+    """Base class: the CLI prints the message and exits non-zero."""
+
+
+class ImageError(CodecError):
+    """An input that is not an image we can code (missing, unreadable, too large...)."""
+
+
+class BitstreamError(CodecError):
+    """A file that is not a valid bitstream of ours: foreign, truncated, corrupted, unsupported."""
+
+
+class ModelError(CodecError):
+    """An unknown model, missing weights, or weights that do not match what a file was coded with."""

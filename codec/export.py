@@ -1,0 +1,48 @@
+"""From a training checkpoint to a registered model that `codec compress` can use."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from codec.errors import CodecError
+from codec.evaluate import measure, summarize
+from codec.train import Checkpoint, TrainConfig, hardware, image_files
+from models.architectures import build_model
+from models.registry import SHIPPED_DIR, ModelCard, save_model, user_dir, write_manifest
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: int | None = None,
+                      kodak_dir: Path | None = None) -> ModelCard:
+    """Update the CDF tables, write weights + manifest, and optionally score the model on Kodak."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise CodecError(f"model name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    if not Path(checkpoint).is_file():
+        raise CodecError(f"{checkpoint}: no such checkpoint")
+    state = Checkpoint.load(Path(checkpoint))
+    config = TrainConfig(**state["config"])
+    model = build_model(config.arch, **config.model_config())
+    model.load_state_dict(state["model"])
+    model.update(force=True)
+    training = {
+        "command": (
+            f"codec train --data {config.data} --lmbda {config.lmbda} --arch {config.arch} --N {config.N} "
+            f"--M {config.M} --hyper-attention {config.hyper_attention} --metric {config.metric} --steps {config.steps}"
+        ),
+        "recipe": dataclasses.asdict(config),
+        "steps": state["step"],
+        "wall_seconds": round(state["elapsed"]),
+        "hardware": state.get("hardware") or hardware(),
+    }
+    card = save_model(
+        model.eval(), SHIPPED_DIR if ship else user_dir(), name=name, arch=config.arch, config=config.model_config(),
+        lmbda=config.lmbda, metric=config.metric, quality=quality, training=training,
+    )
+    if kodak_dir is not None:
+        kodak = summarize([measure(path, card.name) for path in image_files(kodak_dir)])
+        card = dataclasses.replace(card, kodak={k: v for k, v in kodak.items() if not k.endswith("_s")})
+        write_manifest(card)
+    return card

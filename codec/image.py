@@ -1,0 +1,103 @@
+"""From an input image to the RGB tensor the model codes, and from the decoded tensor back.
+
+The codec codes 8-bit RGB. Other inputs are converted, each with a ConversionWarning that says what
+changed: grayscale is coded as RGB and decoded to grayscale; transparency is flattened onto white
+(no alpha is stored); palette, CMYK and other colour modes become RGB; 16-bit samples are reduced to
+8 bits; an EXIF orientation is applied so that the decoded image looks as the input is displayed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from codec.bitstream import MAX_PIXELS, MAX_SIDE
+from codec.errors import ImageError
+
+
+class ConversionWarning(UserWarning):
+    """The input was changed to fit the codec (mode, depth, orientation, alpha)."""
+
+
+def _notice(message: str) -> None:
+    warnings.warn(message, ConversionWarning, stacklevel=3)
+
+
+def open_image(source: str | Path | Image.Image) -> Image.Image:
+    """The input as an 8-bit "RGB" or "L" image, loaded, oriented and converted."""
+    if isinstance(source, Image.Image):
+        return _normalize(source, "image")
+    path = Path(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_size(image.size, path)
+                # Pillow reads 48/64-bit PNGs as 8-bit RGB(A); only the raw mode, gone after load(), says so.
+                deep = any(";16" in str(tile.args) for tile in image.tile)
+                image.load()
+                return _normalize(image, path, deep)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise ImageError(f"{path}: {error.strerror.lower()}")
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)")
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: image too large (over {MAX_PIXELS} pixels)")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path}: cannot decode image ({error})")
+
+
+def _check_size(size: tuple[int, int], name) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise ImageError(f"{name}: empty image ({width}x{height})")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise ImageError(f"{name}: image too large ({width}x{height}; at most {MAX_PIXELS} pixels)")
+
+
+def _normalize(image: Image.Image, name, deep: bool = False) -> Image.Image:
+    _check_size(image.size, name)
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation != 1:
+        image = ImageOps.exif_transpose(image)
+        _notice(f"{name}: rotated/flipped as its EXIF orientation ({orientation}) says")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I") or deep:
+        _notice(f"{name}: 16-bit samples reduced to 8 bits")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        samples = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(samples / 257.0), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        raise ImageError(f"{name}: floating-point images are not supported")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "RGBa", "La"):
+        alpha = image.getchannel("A")
+        if alpha.getextrema()[0] < 255:
+            _notice(f"{name}: transparency flattened onto white (the codec stores no alpha)")
+        base = "L" if image.mode in ("LA", "La") else "RGB"
+        background = Image.new(base, image.size, "white")
+        background.paste(image.convert(base), mask=alpha)
+        image = background
+    if image.mode == "1":
+        image = image.convert("L")
+    if image.mode not in ("RGB", "L"):
+        _notice(f"{name}: {image.mode} converted to RGB")
+        image = image.convert("RGB")
+    return image
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """(1, 3, H, W) float in [0, 1]; grayscale is replicated to three channels."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+
+def to_image(x: torch.Tensor, mode: str) -> Image.Image:
+    """The 8-bit image of a (1, 3, H, W) tensor in [0, 1], in mode "RGB" or "L"."""
+    array = x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(np.ascontiguousarray(array), "RGB")
+    return image.convert("L") if mode == "L" else image

@@ -1,0 +1,167 @@
+"""The model ladder: factorized prior -> scale hyperprior -> mean-scale hyperprior.
+
+Each model owns its transforms, its entropy models and its compress/decompress. `compress` takes an
+image tensor whose height and width are multiples of `downsampling` and returns one byte string per
+entropy-coded stream; `decompress` takes those strings and the image size back. Strings are coded
+with CompressAI's rANS coder through its EntropyBottleneck and GaussianConditional.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models import CompressionModel
+from compressai.models.utils import conv, deconv
+from torch import nn
+
+from models.layers import GDN, make_hyper_attention
+
+# Scales below/above these bounds share the first/last CDF (CompressAI's table for 64 levels).
+SCALE_TABLE = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64))
+
+
+class AnalysisTransform(nn.Sequential):
+    """g_a: four stride-2 5x5 convolutions with GDN between them (image -> latent y, 16x smaller)."""
+
+    def __init__(self, N: int, M: int):
+        super().__init__(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+
+
+class SynthesisTransform(nn.Sequential):
+    """g_s: four stride-2 5x5 transposed convolutions with inverse GDN between them (y_hat -> image)."""
+
+    def __init__(self, N: int, M: int):
+        super().__init__(
+            deconv(M, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True),
+            deconv(N, 3),
+        )
+
+
+def hyper_analysis(M: int, N: int, activation: type[nn.Module], attention: str) -> nn.Sequential:
+    """h_a: y -> z, 4x smaller, with the optional attention block after each activation."""
+    return nn.Sequential(
+        conv(M, N, stride=1, kernel_size=3), activation(), make_hyper_attention(attention, N),
+        conv(N, N), activation(), make_hyper_attention(attention, N),
+        conv(N, N),
+    )
+
+
+class FactorizedPrior(CompressionModel):
+    """Ballé et al. 2017: y is coded with a learned factorized density (EntropyBottleneck)."""
+
+    downsampling = 16
+    latent_names = ("y",)
+
+    def __init__(self, N: int = 128, M: int = 192):
+        super().__init__()
+        self.g_a = AnalysisTransform(N, M)
+        self.g_s = SynthesisTransform(N, M)
+        self.entropy_bottleneck = EntropyBottleneck(M)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.g_a(x)
+        y_hat, y_likelihoods = self.entropy_bottleneck(y)
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods}}
+
+    def compress(self, x: torch.Tensor) -> list[bytes]:
+        y = self.g_a(x)
+        return [self.entropy_bottleneck.compress(y)[0]]
+
+    def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
+        shape = (height // self.downsampling, width // self.downsampling)
+        y_hat = self.entropy_bottleneck.decompress([strings[0]], shape)
+        return self.g_s(y_hat).clamp_(0, 1)
+
+    def update(self, force: bool = False) -> bool:
+        """Recompute the CDF tables the rANS coder uses from the trained entropy models."""
+        return super().update(scale_table=SCALE_TABLE, force=force)
+
+
+class ScaleHyperprior(FactorizedPrior):
+    """Ballé et al. 2018: a hyperprior z describes the scale of each element of y, coded with a
+    zero-mean Gaussian (GaussianConditional); z itself goes through the EntropyBottleneck."""
+
+    downsampling = 64
+    latent_names = ("y", "z")
+
+    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none"):
+        super().__init__(N, M)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional(None)
+        self.h_a = hyper_analysis(M, N, nn.ReLU, hyper_attention)
+        self.h_s = nn.Sequential(
+            deconv(N, N), nn.ReLU(), make_hyper_attention(hyper_attention, N),
+            deconv(N, N), nn.ReLU(), make_hyper_attention(hyper_attention, N),
+            conv(N, M, stride=1, kernel_size=3), nn.ReLU(),
+        )
+
+    def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.abs(y)
+
+    def gaussian_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(scales, means) of y's Gaussian given the decoded hyper-latent."""
+        return self.h_s(z_hat), None
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.g_a(x)
+        z = self.h_a(self.hyper_input(y))
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self.gaussian_params(z_hat)
+        y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def compress(self, x: torch.Tensor) -> list[bytes]:
+        y = self.g_a(x)
+        z = self.h_a(self.hyper_input(y))
+        z_string = self.entropy_bottleneck.compress(z)[0]
+        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        scales, means = self.gaussian_params(z_hat)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
+        return [y_string, z_string]
+
+    def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
+        z_shape = (height // self.downsampling, width // self.downsampling)
+        z_hat = self.entropy_bottleneck.decompress([strings[1]], z_shape)
+        scales, means = self.gaussian_params(z_hat)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_hat = self.gaussian_conditional.decompress([strings[0]], indexes, means=means)
+        return self.g_s(y_hat).clamp_(0, 1)
+
+
+class MeanScaleHyperprior(ScaleHyperprior):
+    """Minnen et al. 2018 without the context model: the hyperprior predicts a mean and a scale
+    for each element of y."""
+
+    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none"):
+        super().__init__(N, M, hyper_attention)
+        self.h_a = hyper_analysis(M, N, nn.LeakyReLU, hyper_attention)
+        wide = M * 3 // 2
+        self.h_s = nn.Sequential(
+            deconv(N, M), nn.LeakyReLU(), make_hyper_attention(hyper_attention, M),
+            deconv(M, wide), nn.LeakyReLU(), make_hyper_attention(hyper_attention, wide),
+            conv(wide, 2 * M, stride=1, kernel_size=3),
+        )
+
+    def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def gaussian_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scales, means = self.h_s(z_hat).chunk(2, dim=1)
+        return scales, means
+
+
+ARCHITECTURES = {
+    "factorized": FactorizedPrior,
+    "scale-hyperprior": ScaleHyperprior,
+    "mean-scale-hyperprior": MeanScaleHyperprior,
+}
+
+
+def build_model(arch: str, **config) -> FactorizedPrior:
+    """Instantiate an architecture by its registry name with its config (N, M, hyper_attention)."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](**config)

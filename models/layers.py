@@ -1,0 +1,164 @@
+"""Building blocks of the transforms: GDN and the hyperprior's attention/normalization blocks.
+
+Every block is channels-first, (N, C, H, W), and preserves the shape of its input.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from compressai.layers import GDN
+from torch import nn
+
+__all__ = [
+    "GDN",
+    "GlobalResponseNorm",
+    "GatedChannelTransform",
+    "SpatialGroupEnhance",
+    "GlobalContext",
+    "HYPER_ATTENTION",
+    "make_hyper_attention",
+]
+
+# GDN / inverse GDN (Ballé 2016): y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2), and x_i * sqrt(...)
+# for the inverse. CompressAI's layer has exactly the seed's parametrization (beta and gamma stored
+# as sqrt(value + pedestal) and lower-bounded with a gradient that passes when the input is at or
+# above the bound or the gradient pushes it up), so we use it as is; tests check it against the formula.
+
+
+class GlobalResponseNorm(nn.Module):
+    """ConvNeXt V2 GRN: rescale each channel by its spatial L2 energy relative to the channel mean.
+
+    out = x + bias + weight * x * (||x_c||_2 / (mean_c ||x_c||_2 + eps)); identity at init.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        energy = torch.linalg.vector_norm(x, dim=(2, 3), keepdim=True)
+        relative = energy / (energy.mean(dim=1, keepdim=True) + self.eps)
+        return x + torch.addcmul(self.bias, self.weight, x * relative)
+
+
+class GatedChannelTransform(nn.Module):
+    """GCT (Yang et al. 2020): a channel gate 1 + tanh(gamma * normalized embedding + beta).
+
+    The embedding is alpha times the channel's spatial L2 norm (mode "l2") or L1 norm (mode "l1");
+    it is normalized across channels. Identity at init (gamma = beta = 0).
+    """
+
+    def __init__(self, channels: int, mode: str = "l2", eps: float = 1e-5, after_relu: bool = False):
+        super().__init__()
+        if mode not in ("l1", "l2"):
+            raise ValueError(f"GCT mode must be 'l1' or 'l2', not {mode!r}")
+        self.mode = mode
+        self.eps = eps
+        self.after_relu = after_relu
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "l2":
+            embedding = (x.pow(2).sum((2, 3), keepdim=True) + self.eps).sqrt() * self.alpha
+            norm = self.gamma / (embedding.pow(2).mean(dim=1, keepdim=True) + self.eps).sqrt()
+        else:
+            magnitude = x if self.after_relu else x.abs()
+            embedding = magnitude.sum((2, 3), keepdim=True) * self.alpha
+            norm = self.gamma / (embedding.abs().mean(dim=1, keepdim=True) + self.eps)
+        return x * (1.0 + torch.tanh(embedding * norm + self.beta))
+
+
+class SpatialGroupEnhance(nn.Module):
+    """SGE (Li et al. 2019): per channel group, a spatial gate from the similarity of each position
+    to the group's mean feature, standardized over positions, then an affine map and a sigmoid."""
+
+    def __init__(self, channels: int, groups: int = 8, eps: float = 1e-5):
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f"SGE needs channels ({channels}) divisible by groups ({groups})")
+        self.groups = groups
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(1, groups, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, groups, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        grouped = x.reshape(n * self.groups, c // self.groups, h, w)
+        similarity = (grouped * grouped.mean(dim=(2, 3), keepdim=True)).sum(dim=1)
+        similarity = similarity.reshape(n, self.groups, h * w)
+        similarity = similarity - similarity.mean(dim=2, keepdim=True)
+        similarity = similarity / (similarity.std(dim=2, keepdim=True) + self.eps)
+        gate = similarity.reshape(n, self.groups, h, w) * self.weight + self.bias
+        gate = torch.sigmoid(gate).reshape(n * self.groups, 1, h, w)
+        return (grouped * gate).reshape(n, c, h, w)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a channels-first tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ContextMlp(nn.Sequential):
+    """GCNet's bottleneck transform of the pooled context: 1x1 conv, LayerNorm, ReLU, 1x1 conv."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__(
+            nn.Conv2d(channels, hidden, 1),
+            LayerNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+        )
+
+
+class GlobalContext(nn.Module):
+    """GCNet global context block: softmax attention pooling over positions into one context vector,
+    transformed by a bottleneck MLP and fused into every position by a sigmoid scale and/or an add."""
+
+    def __init__(self, channels: int, fuse: str = "scale", reduction: int = 8):
+        super().__init__()
+        if fuse not in ("scale", "add", "both"):
+            raise ValueError(f"GC fuse must be 'scale', 'add' or 'both', not {fuse!r}")
+        hidden = max(1, channels // reduction)
+        self.attention = nn.Conv2d(channels, 1, 1)
+        nn.init.kaiming_normal_(self.attention.weight, mode="fan_in", nonlinearity="relu")
+        self.scale_mlp = ContextMlp(channels, hidden) if fuse in ("scale", "both") else None
+        self.add_mlp = ContextMlp(channels, hidden) if fuse in ("add", "both") else None
+        if self.add_mlp is not None:  # the added context starts at zero: the block starts as identity
+            nn.init.zeros_(self.add_mlp[-1].weight)
+            nn.init.zeros_(self.add_mlp[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        weights = torch.softmax(self.attention(x).reshape(n, 1, h * w), dim=-1)
+        context = torch.bmm(x.reshape(n, c, h * w), weights.transpose(1, 2)).reshape(n, c, 1, 1)
+        if self.scale_mlp is not None:
+            x = x * torch.sigmoid(self.scale_mlp(context))
+        if self.add_mlp is not None:
+            x = x + self.add_mlp(context)
+        return x
+
+
+HYPER_ATTENTION = {
+    "none": None,
+    "grn": GlobalResponseNorm,
+    "gc": GlobalContext,
+    "sge": SpatialGroupEnhance,
+    "gct": GatedChannelTransform,
+}
+
+
+def make_hyper_attention(name: str, channels: int) -> nn.Module:
+    """The block named by a model's `hyper_attention` option (nn.Identity for "none")."""
+    if name not in HYPER_ATTENTION:
+        raise ValueError(f"unknown hyper_attention {name!r}; choose from {', '.join(HYPER_ATTENTION)}")
+    block = HYPER_ATTENTION[name]
+    return nn.Identity() if block is None else block(channels)

@@ -1,0 +1,143 @@
+"""The registry of named models: shipped rate points and the ones users export from `codec train`.
+
+A model is two files side by side: NAME.pt (the weights, CDF tables included) and NAME.json (its
+manifest: architecture, config, lambda, the sha256 of NAME.pt, how it was trained, its Kodak scores).
+Shipped models live in models/weights/; exported ones in $CODEC_HOME (default ~/.local/share/codec).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from codec.errors import ModelError
+from codec.fileio import write_bytes_atomic
+from models.architectures import build_model
+
+SHIPPED_DIR = Path(__file__).parent / "weights"
+DEFAULT_QUALITY = 3
+HASH_BYTES = 8  # how much of the weights' sha256 a bitstream carries
+
+
+def user_dir() -> Path:
+    return Path(os.environ.get("CODEC_HOME", Path.home() / ".local" / "share" / "codec")) / "models"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    arch: str
+    config: dict
+    lmbda: float
+    metric: str
+    sha256: str
+    quality: int | None = None  # the -q level of a shipped rate point
+    training: dict = field(default_factory=dict)
+    kodak: dict = field(default_factory=dict)  # mean bpp / PSNR / MS-SSIM of real files on Kodak
+    directory: Path = SHIPPED_DIR
+
+    @property
+    def weights_path(self) -> Path:
+        return self.directory / f"{self.name}.pt"
+
+    @property
+    def weights_hash(self) -> bytes:
+        return bytes.fromhex(self.sha256)[:HASH_BYTES]
+
+    def manifest(self) -> dict:
+        fields = asdict(self)
+        del fields["directory"]
+        return fields
+
+
+def _cards_in(directory: Path) -> list[ModelCard]:
+    cards = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            cards.append(ModelCard(**json.loads(path.read_text()), directory=directory))
+        except (ValueError, TypeError) as error:
+            raise ModelError(f"{path}: not a valid model manifest ({error})")
+    return cards
+
+
+def list_models() -> list[ModelCard]:
+    """Shipped models first, then the user's; a user model may not shadow a shipped name."""
+    shipped = _cards_in(SHIPPED_DIR)
+    names = {card.name for card in shipped}
+    return shipped + [card for card in _cards_in(user_dir()) if card.name not in names]
+
+
+def get_card(name: str) -> ModelCard:
+    for card in list_models():
+        if card.name == name:
+            return card
+    known = ", ".join(card.name for card in list_models()) or "none"
+    raise ModelError(f"unknown model {name!r} (known: {known})")
+
+
+def card_for_quality(quality: int | None) -> ModelCard:
+    """The shipped rate point of a quality level (the default level when None)."""
+    quality = DEFAULT_QUALITY if quality is None else quality
+    levels = {card.quality: card for card in _cards_in(SHIPPED_DIR) if card.quality is not None}
+    if quality not in levels:
+        available = ", ".join(str(q) for q in sorted(levels)) or "none"
+        raise ModelError(f"no shipped model for quality {quality} (available: {available})")
+    return levels[quality]
+
+
+_loaded: dict[tuple, torch.nn.Module] = {}
+
+
+def load_model(card: ModelCard) -> torch.nn.Module:
+    """The model of a card in eval mode, after checking its weights against the manifest's sha256."""
+    try:
+        stat = card.weights_path.stat()
+    except OSError as error:
+        raise ModelError(f"model {card.name}: cannot read weights {card.weights_path} ({error.strerror})")
+    key = (card.weights_path, card.sha256, stat.st_mtime_ns, stat.st_size)  # a changed file is re-checked
+    if key not in _loaded:
+        _loaded[key] = _load_weights(card)
+    return _loaded[key]
+
+
+def _load_weights(card: ModelCard) -> torch.nn.Module:
+    try:
+        data = card.weights_path.read_bytes()
+    except OSError as error:
+        raise ModelError(f"model {card.name}: cannot read weights {card.weights_path} ({error.strerror})")
+    if hashlib.sha256(data).hexdigest() != card.sha256:
+        raise ModelError(f"model {card.name}: weights file does not match its manifest's sha256")
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    model = build_model(card.arch, **card.config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval()
+
+
+def compact_state(model: torch.nn.Module) -> dict:
+    """The weights to ship: transforms in half precision, entropy models (and CDFs) as they are."""
+    state = {}
+    for key, value in model.state_dict().items():
+        entropy = key.startswith(("entropy_bottleneck.", "gaussian_conditional."))
+        state[key] = value if entropy or not value.is_floating_point() else value.half()
+    return state
+
+
+def save_model(model: torch.nn.Module, directory: Path, **card_fields) -> ModelCard:
+    """Write NAME.pt and NAME.json for a trained model whose CDF tables are up to date."""
+    buffer = io.BytesIO()
+    torch.save(compact_state(model), buffer)
+    data = buffer.getvalue()
+    card = ModelCard(sha256=hashlib.sha256(data).hexdigest(), directory=Path(directory), **card_fields)
+    write_bytes_atomic(card.weights_path, data)
+    write_manifest(card)
+    return card
+
+
+def write_manifest(card: ModelCard) -> None:
+    write_bytes_atomic(card.directory / f"{card.name}.json", (json.dumps(card.manifest(), indent=2) + "\n").encode())

@@ -1,0 +1,53 @@
+"""Shared fixtures: generated images and a small registered model, so no test needs ../shared."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.architectures import build_model
+from models.registry import save_model
+
+SMALL = {"N": 16, "M": 32}
+
+
+def natural_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth colour gradients plus a little texture: compressible like a photo, unlike noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    base = np.stack([np.sin(3 * x + 1) * 0.4 + 0.5, np.cos(2 * y + x) * 0.4 + 0.5, (x + y) / 2.5 + 0.1], axis=-1)
+    texture = rng.normal(0, 0.03, (height, width, 1))
+    return Image.fromarray((np.clip(base + texture, 0, 1) * 255).astype(np.uint8), "RGB")
+
+
+def small_model(arch: str = "mean-scale-hyperprior", seed: int = 0, **config):
+    torch.manual_seed(seed)
+    model = build_model(arch, **{**SMALL, **config})
+    model.update(force=True)
+    return model.eval()
+
+
+@pytest.fixture
+def codec_home(tmp_path, monkeypatch):
+    """An empty user registry for this test."""
+    monkeypatch.setenv("CODEC_HOME", str(tmp_path / "codec-home"))
+    return tmp_path / "codec-home"
+
+
+@pytest.fixture
+def tiny_model(codec_home):
+    """A small untrained mean-scale model registered as 'tiny' in the user registry."""
+    from models.registry import user_dir
+
+    card = save_model(
+        small_model(), user_dir(), name="tiny", arch="mean-scale-hyperprior",
+        config={**SMALL, "hyper_attention": "none"}, lmbda=0.01, metric="mse",
+    )
+    return card
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / "photo.png"
+    natural_image(96, 72).save(path)
+    return path

@@ -1,0 +1,91 @@
+"""The container: round trip, and a specific BitstreamError for every kind of damage."""
+
+import struct
+import zlib
+
+import pytest
+
+from codec.bitstream import MAGIC, MAX_PIXELS, Bitstream
+from codec.errors import BitstreamError
+
+SAMPLE = Bitstream("ms-q3", bytes(range(8)), 37, 21, "RGB", (b"\x01\x02\x03" * 5, b"\xff\xee"))
+
+
+def test_round_trip():
+    assert Bitstream.from_bytes(SAMPLE.to_bytes()) == SAMPLE
+
+
+def test_grayscale_layout_round_trips():
+    gray = Bitstream("m", b"\0" * 8, 1, 1, "L", (b"",))
+    assert Bitstream.from_bytes(gray.to_bytes()).mode == "L"
+
+
+def test_overhead_is_28_plus_name_plus_4_per_stream():
+    data = SAMPLE.to_bytes()
+    payload = sum(len(s) for s in SAMPLE.streams)
+    assert len(data) - payload == 28 + len(SAMPLE.model) + 4 * len(SAMPLE.streams)
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_foreign_file():
+    with pytest.raises(BitstreamError, match="not a codec file"):
+        Bitstream.from_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+
+
+def test_empty_file():
+    with pytest.raises(BitstreamError, match="truncated"):
+        Bitstream.from_bytes(b"")
+
+
+def test_unknown_version():
+    data = bytearray(SAMPLE.to_bytes())
+    data[4] = 2
+    with pytest.raises(BitstreamError, match="unsupported format version 2"):
+        Bitstream.from_bytes(with_crc(bytes(data[:-4])))
+
+
+def test_truncated_at_every_offset():
+    data = SAMPLE.to_bytes()
+    for end in range(len(data)):
+        with pytest.raises(BitstreamError, match="truncated|not a codec file|CRC"):
+            Bitstream.from_bytes(data[:end])
+
+
+def test_trailing_bytes():
+    with pytest.raises(BitstreamError, match="unexpected bytes"):
+        Bitstream.from_bytes(SAMPLE.to_bytes() + b"\0")
+
+
+def test_every_single_bit_flip_is_caught():
+    data = SAMPLE.to_bytes()
+    for bit in range(len(data) * 8):
+        damaged = bytearray(data)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(BitstreamError):
+            Bitstream.from_bytes(bytes(damaged))
+
+
+def test_crc_mismatch_names_corruption():
+    data = bytearray(SAMPLE.to_bytes())
+    data[-6] ^= 0x10  # inside the last stream
+    with pytest.raises(BitstreamError, match="CRC32"):
+        Bitstream.from_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("width, height", [(100000, 100000), (0, 5), (5, 0), (65536 * 2, 1), (16384, MAX_PIXELS // 16384 + 1)])
+def test_impossible_dimensions_are_refused_before_decoding(width, height):
+    data = Bitstream("m", b"\0" * 8, width, height, "RGB", (b"",)).to_bytes()
+    with pytest.raises(BitstreamError, match="image size"):
+        Bitstream.from_bytes(data)
+
+
+def test_unknown_layout_and_non_ascii_name():
+    body = MAGIC + bytes([1, 1]) + b"\xff" + b"\0" * 8 + struct.pack(">IIBB", 1, 1, 0, 0)
+    with pytest.raises(BitstreamError, match="ASCII"):
+        Bitstream.from_bytes(with_crc(body))
+    body = MAGIC + bytes([1, 1]) + b"m" + b"\0" * 8 + struct.pack(">IIBB", 1, 1, 7, 0)
+    with pytest.raises(BitstreamError, match="channel layout"):
+        Bitstream.from_bytes(with_crc(body))

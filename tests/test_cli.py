@@ -1,0 +1,137 @@
+"""The `codec` command as a user meets it: outputs, progress, and one-line errors."""
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from codec.bitstream import Bitstream
+from tests.conftest import natural_image
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, fragment):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("codec: error:") and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def leftovers(folder):
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_compress_then_decompress(tiny_model, image_file, tmp_path):
+    result = run("compress", image_file, "--model", "tiny", "--verify")
+    assert result.exit_code == 0, result.output
+    assert "bpp" in result.stdout and "PSNR" in result.stdout and "MS-SSIM n/a" in result.stdout
+    compressed = image_file.with_suffix(".lic")
+    assert Bitstream.from_bytes(compressed.read_bytes()).model == "tiny"
+    result = run("decompress", compressed, "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    assert Image.open(tmp_path / "out.png").size == (96, 72)
+
+
+def test_verify_reports_ms_ssim_on_large_enough_images(tiny_model, tmp_path):
+    path = tmp_path / "big.png"
+    natural_image(200, 170).save(path)
+    result = run("compress", path, "--model", "tiny", "--verify")
+    assert result.exit_code == 0 and "MS-SSIM 0." in result.stdout
+
+
+def test_existing_output_needs_force(tiny_model, image_file):
+    target = image_file.with_suffix(".lic")
+    target.write_bytes(b"keep me")
+    assert_one_line_error(run("compress", image_file, "--model", "tiny"), "already exists")
+    assert target.read_bytes() == b"keep me"
+    assert run("compress", image_file, "--model", "tiny", "--force").exit_code == 0
+    assert target.read_bytes() != b"keep me"
+
+
+def test_folder_of_images(tiny_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        natural_image(40 + i, 30, seed=i).save(folder / f"im{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    result = run("compress", folder, "--model", "tiny", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["im0.lic", "im1.lic", "im2.lic"]
+    result = run("decompress", tmp_path / "out", "-o", tmp_path / "decoded")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "decoded").iterdir()) == ["im0.png", "im1.png", "im2.png"]
+
+
+def test_missing_input(tiny_model, tmp_path):
+    assert_one_line_error(run("compress", tmp_path / "nope.png", "--model", "tiny"), "no such file")
+    assert not (tmp_path / "nope.lic").exists()
+
+
+def test_non_image_input(tiny_model, tmp_path):
+    path = tmp_path / "text.png"
+    path.write_text("hello")
+    assert_one_line_error(run("compress", path, "--model", "tiny"), "not an image")
+    assert not path.with_suffix(".lic").exists() and not leftovers(tmp_path)
+
+
+def test_unknown_model(codec_home, image_file):
+    assert_one_line_error(run("compress", image_file, "--model", "nope"), "unknown model 'nope'")
+    assert not image_file.with_suffix(".lic").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign", "empty"])
+def test_damaged_files_fail_cleanly(tiny_model, image_file, tmp_path, damage):
+    assert run("compress", image_file, "--model", "tiny").exit_code == 0
+    compressed = image_file.with_suffix(".lic")
+    data = compressed.read_bytes()
+    damaged = {
+        "truncate": data[: len(data) // 2],
+        "flip": data[:-10] + bytes([data[-10] ^ 4]) + data[-9:],
+        "foreign": image_file.read_bytes(),
+        "empty": b"",
+    }[damage]
+    compressed.write_bytes(damaged)
+    target = tmp_path / "decoded.png"
+    result = run("decompress", compressed, "-o", target)
+    assert_one_line_error(result, {"truncate": "truncated", "flip": "CRC32", "foreign": "not a codec file", "empty": "truncated"}[damage])
+    assert not target.exists() and not leftovers(tmp_path)
+
+
+def test_unknown_output_format(tiny_model, image_file, tmp_path):
+    assert run("compress", image_file, "--model", "tiny").exit_code == 0
+    assert_one_line_error(run("decompress", image_file.with_suffix(".lic"), "-o", tmp_path / "x.abc"), "unknown image format")
+
+
+def test_models_lists_user_models(tiny_model):
+    result = run("models")
+    assert result.exit_code == 0 and "tiny" in result.stdout
+
+
+def test_train_resume_and_register(codec_home, tmp_path, image_file):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        natural_image(80, 80, seed=i).save(data / f"{i}.png")
+    checkpoint = tmp_path / "run.ckpt"
+    common = ["train", "--data", data, "--lmbda", 0.01, "--out", checkpoint, "--N", 8, "--M", 16, "--batch-size", 2, "--crop", 64]
+    result = run(*common, "--steps", 2)
+    assert result.exit_code == 0, result.output
+    result = run(*common, "--steps", 3, "--name", "mine")
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.stderr and "registered model mine" in result.stdout
+    assert run("compress", image_file, "--model", "mine").exit_code == 0
+
+
+def test_train_errors(codec_home, tmp_path):
+    out = tmp_path / "run.ckpt"
+    assert_one_line_error(run("train", "--data", tmp_path / "none", "--lmbda", 0.01, "--out", out), "not a directory")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--metric", "psnr"), "unknown metric")
+    out.write_text("not a checkpoint")
+    (tmp_path / "im.png").write_bytes(b"")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out), "not a readable training checkpoint")

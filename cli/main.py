@@ -1,4 +1,4 @@
-"""The `codec` command: compress, decompress, models, train, export."""
+"""The `codec` command: compress, decompress, models, train, export, eval, fetch."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from rich.table import Table
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="torch")  # compressai's jit.script use
 
-from codec.errors import CodecError  # noqa: E402
+from codec.errors import CodecError, ConversionWarning  # noqa: E402
+from codec.fileio import IMAGE_SUFFIXES  # noqa: E402
 
 app = typer.Typer(help="A learned image codec.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SUFFIX = ".lic"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 
 
 def one_line_errors(command):
@@ -36,7 +36,7 @@ def one_line_errors(command):
                     return command(*args, **kwargs)
                 finally:
                     for warning in caught:
-                        if issubclass(warning.category, UserWarning) and "codec" in warning.filename:
+                        if issubclass(warning.category, ConversionWarning):
                             err.print(f"note: {warning.message}")
         except CodecError as error:
             err.print(f"codec: error: {error}", markup=False)
@@ -244,6 +244,77 @@ def export(
     out.print(f"registered model {card.name} in {card.directory}")
     if card.kodak:
         out.print(f"Kodak: {card.kodak['bpp']:.4f} bpp, PSNR {card.kodak['psnr']:.2f} dB, MS-SSIM {card.kodak['ms_ssim']:.4f}")
+
+
+@app.command("eval")
+@one_line_errors
+def evaluate(
+    dataset: Annotated[Optional[Path], typer.Argument(
+        help="Folder of images (default: where `codec fetch kodak` puts Kodak, ~/.cache/codec/kodak).", show_default=False)] = None,
+    models: Annotated[Optional[str], typer.Option(
+        help="Comma-separated model names (default: the shipped rate points; none: baselines only).", show_default=False)] = None,
+    baselines: Annotated[str, typer.Option(
+        help="Comma-separated: jpeg (= jpeg420,jpeg444), jpeg420, jpeg444, webp, avif, jpeg2000, all, or none.")] = "jpeg,webp,avif,jpeg2000",
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder: rows.csv, curves.json, bd-rate.md, rd.png, cache/.")] = Path("eval"),
+    jobs: Annotated[int, typer.Option(help="Worker processes for the baselines (our models run in the main process).")] = 2,
+):
+    """Rate-distortion of our models and Pillow's codecs on a folder of images; resumable, cached in OUT/cache."""
+    from codec import report
+    from codec.baselines import parse_baselines
+    from codec.fetch import default_kodak_dir
+
+    folder = dataset or default_kodak_dir()
+    codecs = parse_baselines(baselines)
+    cards = report.select_models(models)
+    tasks = report.plan(folder, cards, codecs)
+    columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        bar = progress.add_task("eval", total=len(tasks))
+        rows = report.run(tasks, out_dir / "cache", jobs=jobs, advance=lambda: progress.advance(bar))
+    curves = report.curves(rows)
+    title = f"{folder.resolve().name} ({len({row['image'] for row in rows})} images)"
+    written = report.write_outputs(out_dir, rows, curves, title)
+
+    table = Table("codec", "setting", "images", "bpp", "PSNR", "MS-SSIM", "MS-SSIM dB", "encode s", "decode s", box=None)
+    for codec, points in curves.items():
+        for point in points:
+            table.add_row(
+                codec, str(point["setting"]), str(point["images"]),
+                f"{point['bpp']:.3f}", f"{point['psnr']:.2f}",
+                *(("-", "-") if point["ms_ssim"] is None else (f"{point['ms_ssim']:.4f}", f"{point['ms_ssim_db']:.2f}")),
+                f"{point['encode_s']:.3f}", f"{point['decode_s']:.3f}",
+            )
+        table.add_section()
+    out.print(table)
+    for metric, label in report.BD_METRICS.items():
+        header, rows_bd = report.bd_table(curves, metric)
+        bd = Table(*header, title=f"BD-rate ({label}), row against column", box=None)
+        for cells in rows_bd:
+            bd.add_row(*cells)
+        out.print(bd)
+    out.print("wrote " + ", ".join(str(path) for path in written), markup=False)
+    if models is None and not cards:
+        err.print("note: no shipped models yet, so only the baselines were evaluated")
+
+
+@app.command()
+@one_line_errors
+def fetch(
+    dataset: Annotated[str, typer.Argument(help="The dataset: kodak.", show_default=False)],
+    folder: Annotated[Optional[Path], typer.Argument(help="Where to put it (default: ~/.cache/codec/kodak).", show_default=False)] = None,
+):
+    """Download a test set (the 24 Kodak images), each file checked against its pinned sha256."""
+    from codec.fetch import KODAK_SHA256, default_kodak_dir, fetch_kodak
+
+    if dataset.lower() != "kodak":
+        raise CodecError(f"unknown dataset {dataset!r} (known: kodak)")
+    folder = folder or default_kodak_dir()
+    columns = (TextColumn("fetching"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        bar = progress.add_task("fetch", total=len(KODAK_SHA256))
+        downloaded = fetch_kodak(folder, advance=lambda: progress.advance(bar))
+    out.print(f"{len(KODAK_SHA256)} Kodak images in {folder} ({downloaded} downloaded, "
+              f"{len(KODAK_SHA256) - downloaded} already there)", markup=False)
 
 
 def main():

@@ -3,7 +3,7 @@
 The API is imported on first use, so that `codec --help` and the errors need no torch.
 """
 
-from codec.errors import BitstreamError, CodecError, ImageError, ModelError
+from codec.errors import BitstreamError, CodecError, ConversionWarning, ImageError, ModelError
 
 __all__ = ["compress", "decompress", "CodecError", "BitstreamError", "ImageError", "ModelError", "ConversionWarning"]
 
@@ -13,8 +13,4 @@ def __getattr__(name: str):
         from codec import api
 
         return getattr(api, name)
-    if name == "ConversionWarning":
-        from codec.image import ConversionWarning
-
-        return ConversionWarning
     raise AttributeError(f"module 'codec' has no attribute {name!r}")

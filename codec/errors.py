@@ -15,3 +15,7 @@ class BitstreamError(CodecError):
 
 class ModelError(CodecError):
     """An unknown model, missing weights, or weights that do not match what a file was coded with."""
+
+
+class ConversionWarning(UserWarning):
+    """The input was changed to fit the codec (mode, depth, orientation, alpha): a notice, not an error."""

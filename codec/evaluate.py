@@ -1,11 +1,13 @@
-"""Measuring a model on a set of images through real files: every byte counts, header included."""
+"""Measuring a codec on a set of images through real files: every byte counts, header included."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from codec.api import compress, decompress
 from codec.image import open_image
@@ -15,13 +17,18 @@ from codec.metrics import bits_per_pixel, ms_ssim, psnr
 def measure(path: Path, model: str) -> dict:
     """bpp of the file, PSNR-RGB, MS-SSIM and coding times of one image."""
     reference = open_image(path)
+    return {"image": Path(path).name, **measure_coded(reference, lambda image: compress(image, model=model), decompress)}
+
+
+def measure_coded(reference: Image.Image, encode: Callable[[Image.Image], bytes],
+                  decode: Callable[[bytes], Image.Image]) -> dict:
+    """The same measures for any codec given as encode(image) -> bytes and decode(bytes) -> image."""
     start = time.perf_counter()
-    data = compress(reference, model=model)
+    data = encode(reference)
     encoded = time.perf_counter()
-    decoded = decompress(data)
+    decoded = decode(data)
     decode_seconds = time.perf_counter() - encoded
     return {
-        "image": Path(path).name,
         "bytes": len(data),
         "bpp": bits_per_pixel(len(data), reference),
         "psnr": psnr(reference, decoded),

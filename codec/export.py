@@ -8,7 +8,8 @@ from pathlib import Path
 
 from codec.errors import CodecError
 from codec.evaluate import measure, summarize
-from codec.train import Checkpoint, TrainConfig, hardware, image_files
+from codec.fileio import image_files
+from codec.train import Checkpoint, TrainConfig, hardware
 from models.architectures import build_model
 from models.registry import SHIPPED_DIR, ModelCard, save_model, user_dir, write_manifest
 

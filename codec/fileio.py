@@ -1,4 +1,4 @@
-"""Writing files so that a failure never leaves a half-written output behind."""
+"""Files: finding the images in a folder, and writing so that a failure never leaves a half-written output."""
 
 from __future__ import annotations
 
@@ -6,6 +6,21 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+from codec.errors import CodecError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files under a folder, recursively, in a stable order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CodecError(f"{folder}: not a directory")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CodecError(f"{folder}: no images found")
+    return files
 
 
 def atomic_write(path: str | Path, write: Callable) -> None:

@@ -16,11 +16,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from codec.bitstream import MAX_PIXELS, MAX_SIDE
-from codec.errors import ImageError
-
-
-class ConversionWarning(UserWarning):
-    """The input was changed to fit the codec (mode, depth, orientation, alpha)."""
+from codec.errors import ConversionWarning, ImageError
 
 
 def _notice(message: str) -> None:

@@ -24,11 +24,9 @@ from PIL import Image
 from pytorch_msssim import ms_ssim
 
 from codec.errors import CodecError
-from codec.fileio import atomic_write
+from codec.api import pad_to_multiple
+from codec.fileio import atomic_write, image_files
 from models.architectures import build_model
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
-
 
 @dataclass
 class TrainConfig:
@@ -56,17 +54,6 @@ class TrainConfig:
         if self.arch != "factorized":
             config["hyper_attention"] = self.hyper_attention
         return config
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """The image files under a folder, recursively, in a stable order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CodecError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise CodecError(f"{folder}: no images found")
-    return files
 
 
 class CropSampler:
@@ -137,8 +124,6 @@ def make_optimizers(model: torch.nn.Module, config: TrainConfig):
 @torch.no_grad()
 def validate(model, images: list[torch.Tensor], lmbda: float, metric: str) -> dict:
     """Mean bpp (from likelihoods) and PSNR of the quantized forward pass on whole images."""
-    from codec.api import pad_to_multiple
-
     model.eval()
     bpps, psnrs = [], []
     for x in images:

@@ -8,16 +8,30 @@ with CompressAI's rANS coder through its EntropyBottleneck and GaussianCondition
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from torch import nn
 
+from models.exact import exact_forward
 from models.layers import GDN, make_hyper_attention
 
 # Scales below/above these bounds share the first/last CDF (CompressAI's table for 64 levels).
 SCALE_TABLE = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64))
+
+
+def bounded(string: bytes, symbols: int) -> bytes:
+    """A stream made safe for CompressAI's rANS decoder, which never checks the end of its input.
+
+    A damaged stream makes it read on: at most two 32-bit words per symbol, plus the bypass runs
+    (escape codes) whose lengths come from the stream itself, each 4-bit value asking for at most 15
+    more. Trailing zeros end every bypass run and cover those reads, so a damaged stream decodes to
+    garbage instead of crashing. Valid streams never reach the padding.
+    """
+    return string + bytes(16 * len(string) + 12 * symbols + 64)
 
 
 class AnalysisTransform(nn.Sequential):
@@ -56,14 +70,25 @@ class FactorizedPrior(CompressionModel):
 
     def __init__(self, N: int = 128, M: int = 192):
         super().__init__()
+        self.N, self.M = N, M
         self.g_a = AnalysisTransform(N, M)
         self.g_s = SynthesisTransform(N, M)
         self.entropy_bottleneck = EntropyBottleneck(M)
 
+    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """g_s. In eval (coding) without oneDNN: its convolutions round differently with the thread
+        count, PyTorch's native ones do not, so a file decodes to the same pixels with any count."""
+        if self.training:
+            return self.g_s(y_hat)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # said at each toggle
+            with torch.backends.mkldnn.flags(enabled=False):
+                return self.g_s(y_hat)
+
     def forward(self, x: torch.Tensor) -> dict:
         y = self.g_a(x)
         y_hat, y_likelihoods = self.entropy_bottleneck(y)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods}}
+        return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods}}
 
     def compress(self, x: torch.Tensor) -> list[bytes]:
         y = self.g_a(x)
@@ -71,8 +96,8 @@ class FactorizedPrior(CompressionModel):
 
     def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
         shape = (height // self.downsampling, width // self.downsampling)
-        y_hat = self.entropy_bottleneck.decompress([strings[0]], shape)
-        return self.g_s(y_hat).clamp_(0, 1)
+        y_hat = self.entropy_bottleneck.decompress([bounded(strings[0], self.M * shape[0] * shape[1])], shape)
+        return self.synthesis(y_hat).clamp_(0, 1)
 
     def update(self, force: bool = False) -> bool:
         """Recompute the CDF tables the rANS coder uses from the trained entropy models."""
@@ -100,9 +125,14 @@ class ScaleHyperprior(FactorizedPrior):
     def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         return torch.abs(y)
 
+    def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """h_s: in training the float transform; in eval (coding) its integer-exact form, so that
+        encoder and decoder agree to the bit on every machine (see models/exact.py)."""
+        return self.h_s(z_hat) if self.training else exact_forward(self.h_s, z_hat)
+
     def gaussian_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(scales, means) of y's Gaussian given the decoded hyper-latent."""
-        return self.h_s(z_hat), None
+        return self.hyper_synthesis(z_hat), None
 
     def forward(self, x: torch.Tensor) -> dict:
         y = self.g_a(x)
@@ -110,7 +140,7 @@ class ScaleHyperprior(FactorizedPrior):
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         scales, means = self.gaussian_params(z_hat)
         y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def compress(self, x: torch.Tensor) -> list[bytes]:
         y = self.g_a(x)
@@ -124,11 +154,11 @@ class ScaleHyperprior(FactorizedPrior):
 
     def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
         z_shape = (height // self.downsampling, width // self.downsampling)
-        z_hat = self.entropy_bottleneck.decompress([strings[1]], z_shape)
+        z_hat = self.entropy_bottleneck.decompress([bounded(strings[1], self.N * z_shape[0] * z_shape[1])], z_shape)
         scales, means = self.gaussian_params(z_hat)
         indexes = self.gaussian_conditional.build_indexes(scales)
-        y_hat = self.gaussian_conditional.decompress([strings[0]], indexes, means=means)
-        return self.g_s(y_hat).clamp_(0, 1)
+        y_hat = self.gaussian_conditional.decompress([bounded(strings[0], indexes.numel())], indexes, means=means)
+        return self.synthesis(y_hat).clamp_(0, 1)
 
 
 class MeanScaleHyperprior(ScaleHyperprior):
@@ -149,7 +179,7 @@ class MeanScaleHyperprior(ScaleHyperprior):
         return y
 
     def gaussian_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scales, means = self.h_s(z_hat).chunk(2, dim=1)
+        scales, means = self.hyper_synthesis(z_hat).chunk(2, dim=1)
         return scales, means
 
 

@@ -135,3 +135,13 @@ def test_train_errors(codec_home, tmp_path):
     out.write_text("not a checkpoint")
     (tmp_path / "im.png").write_bytes(b"")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out), "not a readable training checkpoint")
+
+
+def test_conversions_are_noted(tiny_model, tmp_path):
+    path = tmp_path / "alpha.png"
+    image = natural_image(30, 20).convert("RGBA")
+    image.putpixel((0, 0), (0, 0, 0, 0))
+    image.save(path)
+    result = run("compress", path, "--model", "tiny")
+    assert result.exit_code == 0, result.output
+    assert "note:" in result.stderr and "transparency flattened onto white" in result.stderr

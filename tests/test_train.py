@@ -65,3 +65,31 @@ def test_checkpoint_is_never_half_written(dataset, tmp_path, monkeypatch):
         train(config(dataset, 2), path, report=lambda *a: None, notice=lambda m: None)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_training_survives_sigkill(dataset, tmp_path):
+    """Kill -9 a run that checkpoints every step: the checkpoint loads, and the run resumes from it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "killed.ckpt"
+    script = (
+        "from codec.train import TrainConfig, train\n"
+        f"config = TrainConfig(data={str(dataset)!r}, lmbda=0.01, N=8, M=16, steps=10000, batch_size=2, crop=64)\n"
+        f"train(config, {str(path)!r}, checkpoint_seconds=0, report=lambda *a: None)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not path.exists() or Checkpoint.load(path)["step"] < 3):
+            time.sleep(0.2)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    state = Checkpoint.load(path)
+    assert state["step"] >= 3
+    train(config(dataset, state["step"] + 1), path, report=lambda *a: None, notice=lambda m: None)
+    assert Checkpoint.load(path)["step"] == state["step"] + 1

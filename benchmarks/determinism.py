@@ -1,0 +1,111 @@
+"""Bit-exact decoding across thread counts and summation orders, on a folder of images.
+
+For every image and model: encode once, then decode with 2 threads, with 1 thread, and with the
+hyper-synthesis summing its channels in another order (models.exact.split_channel_sums); count the
+decoded images that differ. The same is done for the plain float32 hyper path that the codec used
+before (encode and decode with the float transform, the decoder in another order), counting the
+symbols whose CDF index changed and the images that decode differently. Also reports what the exact
+path costs: bits and PSNR against the float path.
+
+    python benchmarks/determinism.py ../shared/data/kodak [--models msh-q3]
+"""
+
+import argparse
+import contextlib
+import time
+
+import numpy as np
+import torch
+
+from codec.api import compress, decompress, pad_to_multiple
+from codec.fileio import image_files
+from codec.image import open_image, to_tensor
+from codec.metrics import psnr
+from models.exact import split_channel_sums
+from models.registry import SHIPPED_DIR, get_card, list_models, load_model
+
+
+@contextlib.contextmanager
+def hyper_route(model, route):
+    """Temporarily replace the model's hyper-synthesis by `route(model, z_hat)`."""
+    model.hyper_synthesis = lambda z_hat: route(model, z_hat)
+    try:
+        yield
+    finally:
+        del model.hyper_synthesis
+
+
+def float_route(model, z_hat):
+    return model.h_s(z_hat)
+
+
+def split_float_route(model, z_hat):
+    with split_channel_sums():
+        return model.h_s(z_hat)
+
+
+def split_exact_route(model, z_hat):
+    with split_channel_sums():
+        return type(model).hyper_synthesis(model, z_hat)
+
+
+def index_mismatches(model, image) -> tuple[int, int]:
+    """Symbols whose CDF index differs between the float route and the split float route."""
+    x = pad_to_multiple(to_tensor(image), model.downsampling)
+    with torch.inference_mode():
+        z = model.h_a(model.hyper_input(model.g_a(x)))
+        z_hat = model.entropy_bottleneck.decompress(model.entropy_bottleneck.compress(z), z.shape[-2:])
+        indexes = []
+        for route in (float_route, split_float_route):
+            with hyper_route(model, route):
+                scales, _ = model.gaussian_params(z_hat)
+            indexes.append(model.gaussian_conditional.build_indexes(scales))
+    return int((indexes[0] != indexes[1]).sum()), indexes[0].numel()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("images")
+    parser.add_argument("--models", help="comma-separated model names (default: the shipped rate points)")
+    args = parser.parse_args()
+    names = args.models.split(",") if args.models else [c.name for c in list_models() if c.directory == SHIPPED_DIR]
+    files = image_files(args.images)
+    totals = dict.fromkeys(["decodes", "exact mismatches", "float images differing", "float index mismatches", "symbols"], 0)
+    costs = []
+    start = time.perf_counter()
+    for name in names:
+        model = load_model(get_card(name))
+        for path in files:
+            image = open_image(path)
+            data = compress(image, model=name)
+            reference = np.asarray(decompress(data))
+            saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+            one_thread = np.asarray(decompress(data))
+            torch.set_num_threads(saved)
+            with hyper_route(model, split_exact_route):
+                split = np.asarray(decompress(data))
+            totals["decodes"] += 3
+            totals["exact mismatches"] += int(not np.array_equal(one_thread, reference)) + int(not np.array_equal(split, reference))
+            with hyper_route(model, float_route):
+                float_data = compress(image, model=name)
+                float_image = decompress(float_data)
+            with hyper_route(model, split_float_route):
+                float_split = decompress(float_data)
+            totals["float images differing"] += int(not np.array_equal(np.asarray(float_split), np.asarray(float_image)))
+            mismatched, symbols = index_mismatches(model, image)
+            totals["float index mismatches"] += mismatched
+            totals["symbols"] += symbols
+            costs.append((len(data), len(float_data), psnr(image, decompress(data)), psnr(image, float_image),
+                          psnr(image, float_split)))
+    costs = np.array(costs)
+    print(f"{len(names)} model(s) x {len(files)} images, {time.perf_counter() - start:.0f} s")
+    for key, value in totals.items():
+        print(f"{value:10d}  {key}")
+    print(f"exact vs float path: {100 * (costs[:, 0].sum() / costs[:, 1].sum() - 1):+.3f} % bytes, "
+          f"{costs[:, 2].mean() - costs[:, 3].mean():+.4f} dB PSNR")
+    print(f"float path decoded in another order: worst PSNR drop {np.max(costs[:, 3] - costs[:, 4]):.2f} dB")
+
+
+if __name__ == "__main__":
+    main()

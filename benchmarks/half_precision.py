@@ -1,0 +1,65 @@
+"""Does storing the transforms' weights in half precision cost anything? Codes a folder of images
+with a checkpoint's weights as trained (float32) and as shipped (models.registry.compact_state).
+
+    python benchmarks/half_precision.py runs/ms-q3.ckpt ../shared/data/kodak
+"""
+
+import argparse
+
+import torch
+
+from codec.api import pad_to_multiple
+from codec.image import open_image, to_image, to_tensor
+from codec.metrics import psnr
+from codec.fileio import image_files
+from codec.train import Checkpoint, TrainConfig
+from models.architectures import build_model
+from models.registry import compact_state
+
+
+def coded(model, image) -> tuple[float, float]:
+    """(bits per pixel of the entropy-coded streams, PSNR) of one image."""
+    x = to_tensor(image)
+    with torch.inference_mode():
+        padded = pad_to_multiple(x, model.downsampling)
+        strings = model.compress(padded)
+        x_hat = model.decompress(strings, *padded.shape[-2:])[..., : x.shape[2], : x.shape[3]]
+    bits = 8 * sum(len(s) for s in strings)
+    return bits / (image.width * image.height), psnr(image, to_image(x_hat, "RGB"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("images")
+    args = parser.parse_args()
+    state = Checkpoint.load(args.checkpoint)
+    config = TrainConfig(**state["config"])
+    models = {}
+    for label, weights in (("float32", state["model"]), ("half", compact_state_of(state["model"], config))):
+        model = build_model(config.arch, **config.model_config())
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+        model.update(force=True)
+        models[label] = model.eval()
+    totals = {label: [0.0, 0.0] for label in models}
+    files = image_files(args.images)
+    for path in files:
+        image = open_image(path)
+        for label, model in models.items():
+            bpp, quality = coded(model, image)
+            totals[label][0] += bpp / len(files)
+            totals[label][1] += quality / len(files)
+    for label, (bpp, quality) in totals.items():
+        print(f"{label:8s} {bpp:.4f} bpp  {quality:.3f} dB  ({len(files)} images)")
+    (b32, p32), (b16, p16) = totals["float32"], totals["half"]
+    print(f"half - float32: {100 * (b16 / b32 - 1):+.3f} % bpp, {p16 - p32:+.4f} dB")
+
+
+def compact_state_of(state: dict, config: TrainConfig) -> dict:
+    model = build_model(config.arch, **config.model_config())
+    model.load_state_dict(state)
+    return compact_state(model)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Hostile-input fuzzing of the decoder: every damaged file must end in a clean CodecError or a
+decoded image of the declared size, never another exception, a hang or unbounded memory.
+
+Mutations of a real file: truncation at every offset, bit flips (caught by the CRC), bit flips and
+random payloads with the CRC recomputed (so that they reach the entropy decoder), and headers with
+random, often huge, dimensions.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import replace
+
+from codec.api import decompress
+from codec.bitstream import Bitstream
+from codec.errors import CodecError
+
+
+def mutations(data: bytes, count: int, seed: int = 0):
+    """Yield (kind, bytes): all truncations of `data`, then `count` random mutations."""
+    for end in range(len(data)):
+        yield "truncate", data[:end]
+    rng = random.Random(seed)
+    original = Bitstream.from_bytes(data)
+    for _ in range(count):
+        kind = rng.choice(["flip", "flip-valid-crc", "payload-valid-crc", "dimensions-valid-crc"])
+        if kind == "flip":
+            damaged = bytearray(data)
+            for _ in range(rng.randint(1, 4)):
+                damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+            yield kind, bytes(damaged)
+        elif kind == "flip-valid-crc":
+            streams = [bytearray(s) for s in original.streams]
+            target = streams[rng.randrange(len(streams))]
+            for _ in range(rng.randint(1, 8)):
+                if target:
+                    target[rng.randrange(len(target))] ^= 1 << rng.randrange(8)
+            yield kind, replace(original, streams=tuple(bytes(s) for s in streams)).to_bytes()
+        elif kind == "payload-valid-crc":
+            streams = tuple(rng.randbytes(rng.choice([0, 1, 7, 64, 1024])) for _ in original.streams)
+            yield kind, replace(original, streams=streams).to_bytes()
+        else:
+            width = rng.choice([1, 2, 63, 65, 1000, 65535, 65536, 100000, 2**32 - 1])
+            height = rng.choice([1, 3, 64, 999, 65535, 100000, 2**32 - 1])
+            yield kind, replace(original, width=width, height=height).to_bytes()
+
+
+def fuzz(data: bytes, count: int, seed: int = 0, max_pixels: int = 4096 * 4096) -> Counter:
+    """Decode every mutation; count the outcomes. Dimensions that pass the container's checks but
+    exceed `max_pixels` are only parsed (decoding them is legitimate, just slow)."""
+    outcomes = Counter()
+    for kind, damaged in mutations(data, count, seed):
+        outcomes["inputs"] += 1
+        start = time.perf_counter()
+        try:
+            header = Bitstream.from_bytes(damaged)
+            if header.width * header.height > max_pixels:
+                outcomes["valid header, too large to decode here"] += 1
+                continue
+            image = decompress(damaged)
+            assert image.size == (header.width, header.height)
+            outcomes["decoded (garbage allowed)"] += 1
+        except CodecError:
+            outcomes["clean error"] += 1
+        except Exception as error:  # noqa: BLE001 - exactly what the fuzzer looks for
+            outcomes[f"crash: {kind}: {error.__class__.__name__}: {error}"] += 1
+        outcomes["slowest ms"] = max(outcomes["slowest ms"], round(1000 * (time.perf_counter() - start)))
+    return outcomes

@@ -1,0 +1,292 @@
+"""`codec eval`: our models and the Pillow baselines on a folder of images, through real files.
+
+Every (codec, setting, image) result is cached as a small JSON file under OUT/cache/, named by a hash
+of all it depends on (the model's sha256, or the baseline's encoder options and Pillow's version, and
+the image's sha256), so an interrupted run resumes where it stopped and a rerun computes only what
+changed. Baselines run in worker processes (`jobs`); our models run in the main process before them,
+so that their timings do not share the cores with other work.
+
+Outputs: rows.csv (one row per image), curves.json (means per setting), bd-rate.md, rd.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import signal
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from codec import baselines as pillow
+from codec.api import compress, decompress
+from codec.errors import CodecError
+from codec.evaluate import measure_coded
+from codec.fileio import image_files, write_bytes_atomic
+from codec.image import open_image
+from codec.metrics import ms_ssim_db
+from models.registry import SHIPPED_DIR, ModelCard, get_card, list_models, load_model
+
+MODEL_CODEC = "lic"  # the curve of our models, one point per model
+PUBLISHED = Path(__file__).resolve().parent.parent / "data" / "published" / "compressai-kodak.json"
+MEASURES = ("bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
+ROW_FIELDS = ("codec", "setting", "image", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
+BD_METRICS = {"psnr": "PSNR-RGB", "ms_ssim_db": "MS-SSIM (dB)"}
+
+
+@dataclass(frozen=True)
+class Task:
+    codec: str
+    setting: str | int  # a model name for MODEL_CODEC, the swept option's value for a baseline
+    image: str  # the image's path relative to the dataset folder
+    path: Path
+    key: str  # the cache key: a hash of everything the result depends on
+
+
+def select_models(text: str | None) -> list[ModelCard]:
+    """None: the shipped rate points; "" or "none": no model; otherwise the comma-separated names."""
+    if text is None:
+        return sorted((c for c in list_models() if c.directory == SHIPPED_DIR and c.quality is not None),
+                      key=lambda card: card.quality)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return [] if names in ([], ["none"]) else [get_card(name) for name in names]
+
+
+def plan(folder: Path, models: list[ModelCard], codecs: list[str],
+         settings: dict[str, list[int]] | None = None) -> list[Task]:
+    """Every (codec, setting, image) to measure; `settings` replaces a baseline's sweep (for tests)."""
+    if not models and not codecs:
+        raise CodecError("nothing to evaluate: no models and no baselines")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CodecError(f"{folder}: no such dataset folder (`codec fetch kodak` downloads Kodak)")
+    images = [(path.relative_to(folder).as_posix(), path) for path in image_files(folder)]
+    hashes = {path: hashlib.sha256(path.read_bytes()).hexdigest() for _, path in images}
+    points = [(MODEL_CODEC, card.name, f"model sha256 {card.sha256}") for card in models]
+    for codec in codecs:
+        baseline = pillow.BASELINES[codec]
+        points += [(codec, s, baseline.signature(s)) for s in (settings or {}).get(codec, baseline.settings)]
+    tasks = []
+    for codec, setting, signature in points:
+        for name, path in images:
+            key = hashlib.sha256(json.dumps([codec, setting, signature, hashes[path]]).encode()).hexdigest()[:32]
+            tasks.append(Task(codec, setting, name, path, key))
+    return tasks
+
+
+def run(tasks: list[Task], cache: Path, jobs: int = 2, advance: Callable[[], None] = lambda: None) -> list[dict]:
+    """The rows of all tasks, from the cache or measured (and then cached), in the order of `tasks`."""
+    if jobs < 1:
+        raise CodecError(f"--jobs must be at least 1 (got {jobs})")
+    measured = {}
+    for task in tasks:
+        measured[task] = _read_cache(cache, task)
+        if measured[task] is not None:
+            advance()
+
+    def done(task: Task, result: dict) -> None:
+        write_bytes_atomic(_cache_path(cache, task), (json.dumps(result) + "\n").encode())
+        measured[task] = result
+        advance()
+
+    todo = [task for task in tasks if measured[task] is None]
+    for task in (t for t in todo if t.codec == MODEL_CODEC):
+        done(task, _measure_model(task.setting, task.path))
+    todo = [task for task in todo if task.codec != MODEL_CODEC]
+    if jobs == 1 or len(todo) < 2:
+        for task in todo:
+            done(task, _measure_baseline(task.codec, task.setting, task.path))
+    else:
+        _run_pool(todo, jobs, done)
+    return [_row(task, measured[task]) for task in tasks]
+
+
+def _run_pool(todo: list[Task], jobs: int, done: Callable[[Task, dict], None]) -> None:
+    # spawn, not fork: a forked child of a process that has used torch's OpenMP threads can hang.
+    pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init)
+    try:
+        futures = {pool.submit(_measure_baseline, t.codec, t.setting, t.path): t for t in todo}
+        for future in as_completed(futures):
+            done(futures[future], future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C the workers finish their image and stop
+
+
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the main process and use one thread each (they already fill the cores)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def _measure_baseline(codec: str, setting: int, path: Path) -> dict:
+    return measure_coded(open_image(path), lambda image: pillow.encode(image, codec, setting), pillow.decode)
+
+
+def _measure_model(name: str, path: Path) -> dict:
+    load_model(get_card(name))  # loading the weights is not part of the encode time
+    return measure_coded(open_image(path), lambda image: compress(image, model=name), decompress)
+
+
+def _cache_path(cache: Path, task: Task) -> Path:
+    return Path(cache) / task.codec / f"{task.key}.json"
+
+
+def _read_cache(cache: Path, task: Task) -> dict | None:
+    try:
+        result = json.loads(_cache_path(cache, task).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and set(MEASURES) <= set(result) else None
+
+
+def _row(task: Task, result: dict) -> dict:
+    score = result["ms_ssim"]
+    values = {"codec": task.codec, "setting": task.setting, "image": task.image, **result,
+              "ms_ssim_db": None if score is None else ms_ssim_db(score)}
+    return {field: values[field] for field in ROW_FIELDS}
+
+
+def curves(rows: list[dict]) -> dict[str, list[dict]]:
+    """Per codec, one point per setting: the means over images, ordered by bpp.
+
+    MS-SSIM and its dB value are means over the images large enough to have one (per-image dB, then
+    the mean); None where no image was.
+    """
+    groups: dict[str, dict] = {}
+    for row in rows:
+        groups.setdefault(row["codec"], {}).setdefault(row["setting"], []).append(row)
+    result = {}
+    for codec, settings in groups.items():
+        points = []
+        for setting, group in settings.items():
+            point = {"setting": setting, "images": len(group)}
+            for field in ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"):
+                values = [row[field] for row in group if row[field] is not None]
+                point[field] = float(np.mean(values)) if values else None
+            points.append(point)
+        result[codec] = sorted(points, key=lambda p: p["bpp"])
+    return result
+
+
+def bd_rate(anchor: list[dict], test: list[dict], metric: str) -> float | None:
+    """BD-rate in % of `test` against `anchor` on `metric` (negative: fewer bits for the same quality),
+    by the bjontegaard package with PCHIP; None where it is undefined (too few points, no overlap,
+    a curve that is not monotonic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # bjontegaard imports pyplot
+    import bjontegaard as bd
+
+    def points(curve):
+        kept = [(p["bpp"], p[metric]) for p in curve if p[metric] is not None and math.isfinite(p[metric])]
+        return [list(values) for values in zip(*sorted(kept))] or [[], []]
+
+    (rate_anchor, dist_anchor), (rate_test, dist_test) = points(anchor), points(test)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # low overlap is reported as a warning; the value stands
+            value = bd.bd_rate(rate_anchor, dist_anchor, rate_test, dist_test, method="pchip",
+                               require_matching_points=False)
+    except (ValueError, AssertionError, IndexError):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def bd_table(curves: dict[str, list[dict]], metric: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the BD-rate of every codec (row) against every other (column, the anchor)."""
+    names = list(curves)
+    rows = []
+    for test in names:
+        cells = [test]
+        for anchor in names:
+            value = None if test == anchor else bd_rate(curves[anchor], curves[test], metric)
+            cells.append("-" if test == anchor else "n/a" if value is None else f"{value:+.1f} %")
+        rows.append(cells)
+    return ["codec \\ anchor", *names], rows
+
+
+def load_published() -> dict:
+    """CompressAI's published Kodak curves (data/published/compressai-kodak.json)."""
+    return json.loads(PUBLISHED.read_text())
+
+
+def write_outputs(out: Path, rows: list[dict], curves: dict[str, list[dict]], title: str) -> list[Path]:
+    """rows.csv, curves.json, bd-rate.md and rd.png in `out`; returns their paths."""
+    out = Path(out)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ROW_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    files = {
+        "rows.csv": buffer.getvalue().encode(),
+        "curves.json": (json.dumps(curves, indent=2) + "\n").encode(),
+        "bd-rate.md": bd_markdown(curves, title).encode(),
+        "rd.png": plot(curves, title),
+    }
+    for name, data in files.items():
+        write_bytes_atomic(out / name, data)
+    return [out / name for name in files]
+
+
+def bd_markdown(curves: dict[str, list[dict]], title: str) -> str:
+    lines = [f"# BD-rate, {title}", "",
+             "Each row against each column as the anchor (bjontegaard, PCHIP); negative: fewer bits for "
+             "the same quality, averaged over the quality range both curves cover. n/a: the curves do not "
+             "overlap, have fewer than two points, or are not monotonic.", ""]
+    for metric, label in BD_METRICS.items():
+        header, rows = bd_table(curves, metric)
+        lines += [f"## {label}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in rows] + [""]
+    return "\n".join(lines)
+
+
+def plot(curves: dict[str, list[dict]], title: str) -> bytes:
+    """Two panels, PSNR and MS-SSIM (dB) against bpp, as PNG bytes: our models bold with markers,
+    baselines thin, CompressAI's published curves dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    published = load_published()
+    colours = dict(zip([MODEL_CODEC, *pillow.BASELINES], plt.get_cmap("tab10").colors))  # the same in every plot
+    figure, axes = plt.subplots(1, 2, figsize=(14, 6), layout="constrained")
+    for axis, metric in zip(axes, ("psnr", "ms_ssim_db")):
+        seen = []  # the values at 0-2 bpp, which set the vertical range
+        for codec, points in curves.items():
+            kept = [(p["bpp"], p[metric]) for p in points if p[metric] is not None and math.isfinite(p[metric])]
+            if not kept:
+                continue
+            bpp, values = zip(*kept)
+            seen += [v for b, v in kept if b <= 2]
+            ours = codec == MODEL_CODEC
+            label = f"ours ({len(points)} models)" if ours else pillow.BASELINES[codec].label
+            axis.plot(bpp, values, "-o", color=colours[codec], label=label, linewidth=2.2 if ours else 1.0,
+                      markersize=6 if ours else 2.5, zorder=3 if ours else 2)
+        for (name, curve), colour, dashes in zip(published["curves"].items(), ("0.1", "0.5"), ((6, 2), (2.5, 1.5))):
+            values = curve["psnr"] if metric == "psnr" else [ms_ssim_db(v) for v in curve["ms_ssim"]]
+            seen += [v for b, v in zip(curve["bpp"], values) if b <= 2]
+            axis.plot(curve["bpp"], values, "--", dashes=dashes, color=colour, linewidth=1.5,
+                      label=f"CompressAI {name}, Kodak (published, not measured here)")
+        axis.set_xlim(0, 2.05)
+        axis.set_ylim(math.floor(min(seen)) - 1, math.ceil(max(seen)) + 1)
+        axis.set_xlabel("bits per pixel (whole file)")
+        axis.set_ylabel("PSNR-RGB (dB)" if metric == "psnr" else "MS-SSIM (dB), −10 log10(1 − MS-SSIM)")
+        axis.grid(True, alpha=0.35)
+    axes[0].set_title(f"PSNR, {title}")
+    axes[1].set_title(f"MS-SSIM, {title}")
+    axes[1].legend(loc="lower right", fontsize=8.5)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()

@@ -1,0 +1,86 @@
+"""Integer-exact evaluation of the hyper-synthesis transform h_s.
+
+The entropy decoder chooses each symbol's distribution from the scales (and means) that h_s computes
+from the decoded z. If the decoder's float arithmetic differs from the encoder's in the last bit
+(thread count, BLAS build, summation order, CPU vs GPU), a scale can cross a boundary of the CDF
+table and the rest of the stream decodes into garbage. Here h_s runs on a fixed-point grid instead:
+weights are rounded to multiples of 2^-16 and activations to multiples of 2^-12, so every
+convolution adds integers, in float64, whose partial sums stay below 2^53: each sum is exact in any
+order. Rounding back onto the grid (an exact division by a power of two, then round-half-even), ReLU
+and LeakyReLU (one correctly rounded IEEE multiply) are deterministic too, so every machine computes
+the same scales and means, to the bit.
+
+The attention blocks (softmax, tanh, sigmoid) have no exact form: they are evaluated in float32 and
+rounded back onto the grid, which makes a mismatch unlikely but not impossible. Only models without
+them (hyper_attention "none", the shipped ones) are bit-exact everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATION_BITS = 12
+WEIGHT_BITS = 16
+EXACT_LIMIT = 2.0**52  # integers up to 2^53 are exact in float64; keep a factor of 2 to spare
+
+
+def _exact_conv(layer: nn.Conv2d | nn.ConvTranspose2d, h: torch.Tensor) -> torch.Tensor:
+    """One convolution on grid integers, exactly, back on the activation grid."""
+    weight = torch.round(layer.weight.detach().double() * 2.0**WEIGHT_BITS)
+    bias = torch.round(layer.bias.detach().double() * 2.0 ** (WEIGHT_BITS + ACTIVATION_BITS))
+    transposed = isinstance(layer, nn.ConvTranspose2d)
+    # Bound the inputs so that |sum| <= max_out sum|w| * |h| + |b| stays exact, whatever z says.
+    weight_mass = weight.abs().sum(dim=(0, 2, 3) if transposed else (1, 2, 3)).max().item()
+    limit = math.floor((EXACT_LIMIT - bias.abs().max().item()) / max(weight_mass, 1.0))
+    h = h.clamp(-limit, limit)
+    if transposed:
+        out = F.conv_transpose2d(h, weight, bias, layer.stride, layer.padding, layer.output_padding)
+    else:
+        out = F.conv2d(h, weight, bias, layer.stride, layer.padding)
+    return torch.round(out / 2.0**WEIGHT_BITS)
+
+
+def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """layers(x) computed on the fixed-point grid; the result is a float32 multiple of 2^-12."""
+    scale = 2.0**ACTIVATION_BITS
+    h = torch.round(x.detach().double() * scale)
+    for layer in layers:
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            h = _exact_conv(layer, h)
+        elif isinstance(layer, nn.ReLU):
+            h = h.clamp_min(0)
+        elif isinstance(layer, nn.LeakyReLU):
+            h = torch.where(h >= 0, h, torch.round(h * layer.negative_slope))
+        elif not isinstance(layer, nn.Identity):  # an attention block: float32, then back on the grid
+            h = torch.round(layer((h / scale).float()).double() * scale)
+    return (h / scale).float()
+
+
+class split_channel_sums:
+    """A deliberately different float route, to prove the claim above: within this context every
+    convolution sums its input channels in two halves, in reverse order, as another BLAS or thread
+    count might. Float results change in the last bits; exact ones must not change at all."""
+
+    def __enter__(self):
+        self.saved = F.conv2d, F.conv_transpose2d
+        conv2d, conv_transpose2d = self.saved
+
+        def split(conv, channel_dim):
+            def convolve(input, weight, bias=None, *args, **kwargs):
+                half = input.shape[1] // 2
+                if half == 0:
+                    return conv(input, weight, bias, *args, **kwargs)
+                high = conv(input[:, half:], weight.narrow(channel_dim, half, weight.shape[channel_dim] - half), None, *args, **kwargs)
+                return high + conv(input[:, :half], weight.narrow(channel_dim, 0, half), bias, *args, **kwargs)
+
+            return convolve
+
+        F.conv2d, F.conv_transpose2d = split(conv2d, 1), split(conv_transpose2d, 0)
+        return self
+
+    def __exit__(self, *exc):
+        F.conv2d, F.conv_transpose2d = self.saved

@@ -1,0 +1,84 @@
+"""Decoding gives the same image whatever the thread count or the summation order of h_s."""
+
+import numpy as np
+import pytest
+import torch
+
+import codec
+from models.exact import exact_forward, split_channel_sums
+from models.registry import load_model
+from tests.conftest import natural_image, small_model
+
+
+@pytest.fixture
+def threads():
+    saved = torch.get_num_threads()
+    yield
+    torch.set_num_threads(saved)
+
+
+def decoded_array(data):
+    return np.asarray(codec.decompress(data))
+
+
+def test_same_image_with_one_and_two_threads(tiny_model, threads):
+    data = codec.compress(natural_image(150, 100), model="tiny")
+    torch.set_num_threads(2)
+    two = decoded_array(data)
+    torch.set_num_threads(1)
+    assert np.array_equal(decoded_array(data), two)
+
+
+def test_same_latents_with_one_and_two_threads(tiny_model, threads, monkeypatch):
+    data = codec.compress(natural_image(150, 100), model="tiny")
+    model = load_model(tiny_model)
+    latents = []
+
+    def capture(y_hat):
+        latents.append(y_hat.clone())
+        return torch.zeros(1, 3, 16 * y_hat.shape[-2], 16 * y_hat.shape[-1])
+
+    monkeypatch.setattr(model.g_s, "forward", capture)
+    for count in (2, 1):
+        torch.set_num_threads(count)
+        codec.decompress(data)
+    assert torch.equal(latents[0], latents[1])
+
+
+def test_same_image_when_the_hyper_path_sums_in_another_order(tiny_model, monkeypatch):
+    data = codec.compress(natural_image(150, 100), model="tiny")
+    reference = decoded_array(data)
+    model = load_model(tiny_model)
+    exact = model.hyper_synthesis
+
+    def other_route(z_hat):
+        with split_channel_sums():
+            return exact(z_hat)
+
+    monkeypatch.setattr(model, "hyper_synthesis", other_route)
+    assert np.array_equal(decoded_array(data), reference)
+
+
+@pytest.mark.parametrize("arch", ["scale-hyperprior", "mean-scale-hyperprior"])
+def test_exact_path_is_invariant_where_the_float_path_is_not(arch):
+    model = small_model(arch, N=64, M=96)
+    z = torch.round(torch.randn(2, 64, 6, 9, generator=torch.Generator().manual_seed(0)) * 4)
+    with torch.no_grad():
+        exact, plain = exact_forward(model.h_s, z), model.h_s(z)
+        with split_channel_sums():
+            exact_split, plain_split = exact_forward(model.h_s, z), model.h_s(z)
+        in_float64 = exact_forward(model.h_s.double(), z.double())
+    assert not torch.equal(plain, plain_split)  # the perturbation does perturb float arithmetic
+    assert torch.equal(exact, exact_split)
+    assert torch.equal(exact, in_float64)  # float32 or float64 weights: the same grid
+    assert torch.allclose(exact, plain, atol=0.05)
+
+
+def test_hostile_hyper_latents_stay_finite_and_exact():
+    model = small_model("mean-scale-hyperprior")
+    z = torch.full((1, 16, 2, 2), 1e9)
+    with torch.no_grad():
+        out = exact_forward(model.h_s, z)
+        with split_channel_sums():
+            assert torch.equal(exact_forward(model.h_s, z), out)
+    assert torch.isfinite(out).all()

@@ -1,0 +1,163 @@
+"""`codec eval`: metrics, the BD-rate glue, the report files, the cache, and its one-line errors."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codec import baselines, report
+from codec.errors import CodecError
+from codec.evaluate import measure_coded
+from codec.metrics import bits_per_pixel, psnr
+from tests.conftest import natural_image
+from tests.test_cli import assert_one_line_error, run
+
+SWEEP = {"jpeg420": [20, 60], "webp": [30, 70]}
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        natural_image(64, 48, seed=i).save(folder / f"im{i}.png")
+    return folder
+
+
+def test_psnr_by_hand():
+    reference = np.zeros((2, 2, 3), np.uint8)
+    decoded = reference.copy()
+    decoded[0, 0, 0] = 10  # MSE = 100 / 12
+    value = psnr(Image.fromarray(reference), Image.fromarray(decoded))
+    assert value == pytest.approx(10 * math.log10(255**2 * 12 / 100))
+    assert psnr(Image.fromarray(reference), Image.fromarray(reference)) == math.inf
+
+
+def test_bpp_counts_every_byte_of_the_file():
+    image = natural_image(64, 48)
+    data = baselines.encode(image, "webp", 50)
+    assert data[:4] == b"RIFF"  # the whole container, header included
+    assert bits_per_pixel(len(data), image) == len(data) * 8 / (64 * 48)
+    row = measure_coded(image, lambda im: baselines.encode(im, "webp", 50), baselines.decode)
+    assert row["bytes"] == len(data) and row["bpp"] == pytest.approx(len(data) * 8 / (64 * 48))
+
+
+@pytest.mark.parametrize("codec", sorted(baselines.BASELINES))
+def test_every_baseline_round_trips(codec):
+    image = natural_image(64, 48)
+    setting = baselines.BASELINES[codec].settings[-1]
+    decoded = baselines.decode(baselines.encode(image, codec, setting))
+    assert decoded.size == image.size and psnr(image, decoded) > 25
+
+
+def test_parse_baselines():
+    assert baselines.parse_baselines("jpeg, webp") == ["jpeg420", "jpeg444", "webp"]
+    assert baselines.parse_baselines("none") == baselines.parse_baselines("") == []
+    with pytest.raises(CodecError, match="unknown baseline 'png'"):
+        baselines.parse_baselines("avif,png")
+
+
+def curve(rates, psnrs):
+    return [{"bpp": r, "psnr": p} for r, p in zip(rates, psnrs)]
+
+
+def test_bd_rate_glue():
+    rates = [0.1, 0.2, 0.4, 0.8, 1.6]
+    psnrs = [26.0, 29.0, 32.0, 35.0, 38.0]
+    anchor = curve(rates, psnrs)
+    assert report.bd_rate(anchor, anchor, "psnr") == pytest.approx(0, abs=1e-9)
+    assert report.bd_rate(anchor, curve([r * 0.5 for r in rates], psnrs), "psnr") == pytest.approx(-50, abs=1e-6)
+    assert report.bd_rate(anchor, curve(rates[::-1], psnrs[::-1]), "psnr") == pytest.approx(0, abs=1e-9)  # any order
+    assert report.bd_rate(anchor, curve([1, 2], [50, 51]), "psnr") is None  # no overlap
+    assert report.bd_rate(anchor, curve([0.5], [33]), "psnr") is None  # one point
+    header, rows = report.bd_table({"a": anchor, "b": curve([r * 2 for r in rates], psnrs)}, "psnr")
+    assert header == ["codec \\ anchor", "a", "b"]
+    assert rows == [["a", "-", "-50.0 %"], ["b", "+100.0 %", "-"]]
+
+
+def test_report_files_and_cache(tiny_model, dataset, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    tasks = report.plan(dataset, report.select_models("tiny"), ["jpeg420", "webp"], settings=SWEEP)
+    assert len(tasks) == 3 * (1 + 2 + 2)
+    rows = report.run(tasks, out / "cache", jobs=1)
+    curves = report.curves(rows)
+    written = report.write_outputs(out, rows, curves, "test images")
+    assert [p.name for p in written] == ["rows.csv", "curves.json", "bd-rate.md", "rd.png"]
+
+    with open(out / "rows.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == list(report.ROW_FIELDS) and len(table) == 15
+    coded = [r for r in table if r["codec"] == "jpeg420" and r["setting"] == "60" and r["image"] == "im1.png"]
+    image = Image.open(dataset / "im1.png")
+    assert int(coded[0]["bytes"]) == len(baselines.encode(image, "jpeg420", 60))
+    assert coded[0]["ms_ssim"] == ""  # 64x48 is too small for MS-SSIM's five scales
+
+    saved = json.loads((out / "curves.json").read_text())
+    assert list(saved) == ["lic", "jpeg420", "webp"]
+    assert [p["setting"] for p in saved["webp"]] == [30, 70] and saved["webp"][0]["images"] == 3
+    assert saved["lic"][0]["setting"] == "tiny"
+    assert "## PSNR-RGB" in (out / "bd-rate.md").read_text()
+    assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def fail(*args):
+        raise AssertionError("measured again instead of read from the cache")
+
+    monkeypatch.setattr(report, "_measure_baseline", fail)
+    monkeypatch.setattr(report, "_measure_model", fail)
+    steps = []
+    assert report.run(tasks, out / "cache", jobs=2, advance=lambda: steps.append(1)) == rows
+    assert len(steps) == len(tasks)
+
+
+def test_changed_image_or_model_is_measured_again(tiny_model, dataset):
+    from models.registry import save_model, user_dir
+    from tests.conftest import SMALL, small_model
+
+    before = report.plan(dataset, report.select_models("tiny"), ["jpeg420"], settings=SWEEP)
+    natural_image(64, 48, seed=9).save(dataset / "im2.png")
+    save_model(small_model(seed=1), user_dir(), name="tiny", arch="mean-scale-hyperprior",
+               config={**SMALL, "hyper_attention": "none"}, lmbda=0.01, metric="mse")
+    after = report.plan(dataset, report.select_models("tiny"), ["jpeg420"], settings=SWEEP)
+    changed = {(t.codec, t.setting, t.image) for t in set(after) - set(before)}
+    assert changed == {("lic", "tiny", f"im{i}.png") for i in range(3)} | {("jpeg420", q, "im2.png") for q in (20, 60)}
+
+
+def test_interrupted_run_leaves_whole_cache_files_and_resumes(dataset, tmp_path):
+    tasks = report.plan(dataset, [], ["jpeg420", "webp"], settings=SWEEP)
+    cache = tmp_path / "cache"
+    steps = []
+
+    def interrupt():
+        steps.append(1)
+        if len(steps) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        report.run(tasks, cache, jobs=1, advance=interrupt)
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    assert len(files) == 5 and all(not p.name.startswith(".") for p in files)
+    assert all(json.loads(p.read_text())["bpp"] > 0 for p in files)
+    steps.clear()
+    assert len(report.run(tasks, cache, jobs=1, advance=lambda: steps.append(1))) == len(tasks) == len(steps)
+
+
+def test_cli_eval_with_worker_processes(tiny_model, dataset, tmp_path):
+    result = run("eval", dataset, "--models", "tiny", "--baselines", "jpeg420", "--out", tmp_path / "out", "--jobs", 2)
+    assert result.exit_code == 0, result.output
+    assert "BD-rate (PSNR-RGB)" in result.stdout and "jpeg420" in result.stdout
+    assert len(list((tmp_path / "out" / "cache" / "jpeg420").iterdir())) == 3 * len(baselines.BASELINES["jpeg420"].settings)
+
+
+def test_cli_eval_errors(tiny_model, dataset, tmp_path):
+    out = tmp_path / "out"
+    assert_one_line_error(run("eval", tmp_path / "nowhere", "--models", "none", "--out", out), "no such dataset folder")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run("eval", tmp_path / "empty", "--models", "none", "--out", out), "no images found")
+    assert_one_line_error(run("eval", dataset, "--models", "nope", "--out", out), "unknown model 'nope'")
+    assert_one_line_error(run("eval", dataset, "--baselines", "png", "--out", out), "unknown baseline 'png'")
+    assert_one_line_error(run("eval", dataset, "--jobs", 0, "--out", out), "--jobs must be at least 1")
+    assert_one_line_error(run("eval", dataset, "--models", "none", "--baselines", "none", "--out", out), "nothing to evaluate")
+    assert not out.exists()

@@ -59,7 +59,7 @@ def index_mismatches(model, image) -> tuple[int, int]:
         for route in (float_route, split_float_route):
             with hyper_route(model, route):
                 scales, _ = model.gaussian_params(z_hat)
-            indexes.append(model.gaussian_conditional.build_indexes(scales))
+            indexes.append(model.scale_indexes(scales))
     return int((indexes[0] != indexes[1]).sum()), indexes[0].numel()
 
 

@@ -134,6 +134,11 @@ class ScaleHyperprior(FactorizedPrior):
         """(scales, means) of y's Gaussian given the decoded hyper-latent."""
         return self.hyper_synthesis(z_hat), None
 
+    def scale_indexes(self, scales: torch.Tensor) -> torch.Tensor:
+        """The CDF of each symbol: the number of scale-table entries (bar the last) below its scale.
+        The same integers as GaussianConditional.build_indexes, in one pass instead of 63."""
+        return torch.bucketize(scales, self.gaussian_conditional.scale_table[:-1]).int()
+
     def forward(self, x: torch.Tensor) -> dict:
         y = self.g_a(x)
         z = self.h_a(self.hyper_input(y))
@@ -148,7 +153,7 @@ class ScaleHyperprior(FactorizedPrior):
         z_string = self.entropy_bottleneck.compress(z)[0]
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
         scales, means = self.gaussian_params(z_hat)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes = self.scale_indexes(scales)
         y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
         return [y_string, z_string]
 
@@ -156,7 +161,7 @@ class ScaleHyperprior(FactorizedPrior):
         z_shape = (height // self.downsampling, width // self.downsampling)
         z_hat = self.entropy_bottleneck.decompress([bounded(strings[1], self.N * z_shape[0] * z_shape[1])], z_shape)
         scales, means = self.gaussian_params(z_hat)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes = self.scale_indexes(scales)
         y_hat = self.gaussian_conditional.decompress([bounded(strings[0], indexes.numel())], indexes, means=means)
         return self.synthesis(y_hat).clamp_(0, 1)
 

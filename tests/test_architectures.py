@@ -61,3 +61,11 @@ def test_unknown_architecture():
 
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("cheng2020")
+
+
+def test_scale_indexes_match_compressai():
+    model = small_model("scale-hyperprior")
+    table = model.gaussian_conditional.scale_table
+    scales = torch.cat([torch.rand(5000) * 300, table, table + 1e-6, torch.tensor([-1.0, 0.0, 1e9])])
+    scales = scales.reshape(1, 1, 1, -1)
+    assert torch.equal(model.scale_indexes(scales), model.gaussian_conditional.build_indexes(scales))

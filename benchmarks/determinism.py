@@ -49,18 +49,34 @@ def split_exact_route(model, z_hat):
         return type(model).hyper_synthesis(model, z_hat)
 
 
-def index_mismatches(model, image) -> tuple[int, int]:
-    """Symbols whose CDF index differs between the float route and the split float route."""
+def hyper_latent(model, image) -> torch.Tensor:
     x = pad_to_multiple(to_tensor(image), model.downsampling)
     with torch.inference_mode():
         z = model.h_a(model.hyper_input(model.g_a(x)))
-        z_hat = model.entropy_bottleneck.decompress(model.entropy_bottleneck.compress(z), z.shape[-2:])
-        indexes = []
+        return model.entropy_bottleneck.decompress(model.entropy_bottleneck.compress(z), z.shape[-2:])
+
+
+def index_mismatches(model, z_hat) -> tuple[int, int]:
+    """Symbols whose CDF index differs between the float route and the split float route."""
+    indexes = []
+    with torch.inference_mode():
         for route in (float_route, split_float_route):
             with hyper_route(model, route):
                 scales, _ = model.gaussian_params(z_hat)
             indexes.append(model.scale_indexes(scales))
     return int((indexes[0] != indexes[1]).sum()), indexes[0].numel()
+
+
+def hyper_seconds(model, z_hat) -> tuple[float, float]:
+    """Time of the exact and of the float hyper-synthesis, alternated, best of three."""
+    times = {"exact": [], "float": []}
+    with torch.inference_mode():
+        for _ in range(3):
+            for label, run in (("exact", model.hyper_synthesis), ("float", model.h_s)):
+                start = time.perf_counter()
+                run(z_hat)
+                times[label].append(time.perf_counter() - start)
+    return min(times["exact"]), min(times["float"])
 
 
 def main():
@@ -71,7 +87,7 @@ def main():
     names = args.models.split(",") if args.models else [c.name for c in list_models() if c.directory == SHIPPED_DIR]
     files = image_files(args.images)
     totals = dict.fromkeys(["decodes", "exact mismatches", "float images differing", "float index mismatches", "symbols"], 0)
-    costs = []
+    costs, timings = [], []
     start = time.perf_counter()
     for name in names:
         model = load_model(get_card(name))
@@ -93,7 +109,9 @@ def main():
             with hyper_route(model, split_float_route):
                 float_split = decompress(float_data)
             totals["float images differing"] += int(not np.array_equal(np.asarray(float_split), np.asarray(float_image)))
-            mismatched, symbols = index_mismatches(model, image)
+            z_hat = hyper_latent(model, image)
+            mismatched, symbols = index_mismatches(model, z_hat)
+            timings.append(hyper_seconds(model, z_hat))
             totals["float index mismatches"] += mismatched
             totals["symbols"] += symbols
             costs.append((len(data), len(float_data), psnr(image, decompress(data)), psnr(image, float_image),
@@ -105,6 +123,9 @@ def main():
     print(f"exact vs float path: {100 * (costs[:, 0].sum() / costs[:, 1].sum() - 1):+.3f} % bytes, "
           f"{costs[:, 2].mean() - costs[:, 3].mean():+.4f} dB PSNR")
     print(f"float path decoded in another order: worst PSNR drop {np.max(costs[:, 3] - costs[:, 4]):.2f} dB")
+    timings = np.array(timings)
+    print(f"hyper-synthesis per image: exact {1000 * np.median(timings[:, 0]):.0f} ms, "
+          f"float {1000 * np.median(timings[:, 1]):.0f} ms (medians)")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def main():
     args = parser.parse_args()
     data = codec.compress(open_image(SAMPLE).crop((0, 0, 96, 64)))
     start = time.perf_counter()
-    outcomes = fuzz(data, args.count, args.seed, max_pixels=512 * 512)
+    outcomes = fuzz(data, args.count, args.seed, max_pixels=256 * 256)
     seconds = time.perf_counter() - start
     for key, value in sorted(outcomes.items()):
         print(f"{value:8d}  {key}")

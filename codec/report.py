@@ -270,7 +270,7 @@ def plot(curves: dict[str, list[dict]], title: str) -> bytes:
             bpp, values = zip(*kept)
             seen += [v for b, v in kept if b <= 2]
             ours = codec == MODEL_CODEC
-            label = f"ours ({len(points)} models)" if ours else pillow.BASELINES[codec].label
+            label = f"ours ({len(points)} model{'s' if len(points) > 1 else ''})" if ours else pillow.BASELINES[codec].label
             axis.plot(bpp, values, "-o", color=colours[codec], label=label, linewidth=2.2 if ours else 1.0,
                       markersize=6 if ours else 2.5, zorder=3 if ours else 2)
         for (name, curve), colour, dashes in zip(published["curves"].items(), ("0.1", "0.5"), ((6, 2), (2.5, 1.5))):

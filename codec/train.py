@@ -239,6 +239,13 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
 
 
 def hardware() -> str:
+    """What trained the model, for its manifest: the GPU, or the CPU model and the threads used."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    cpu = platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = f"{names[0]} ({platform.machine()})" if names else cpu
+    except OSError:
+        pass
+    return f"CPU {cpu}, {torch.get_num_threads()} threads"

@@ -192,6 +192,7 @@ def train(
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation images, scored every --val-every steps.")] = None,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
     name: Annotated[Optional[str], typer.Option(help="Register the result as this model when done.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Start from this registered model's weights (its architecture).")] = None,
 ):
     """Train a rate point on the rate-distortion loss; resumable, then registered as a model."""
     from codec.train import TrainConfig, train as run_training
@@ -202,9 +203,15 @@ def train(
         raise CodecError(f"unknown metric {metric!r} (mse or ms-ssim)")
     if metric == "ms-ssim" and crop < 161:
         raise CodecError("MS-SSIM training needs --crop of at least 161 (its five scales)")
+    if init:
+        from models.registry import get_card
+
+        card = get_card(init)
+        arch, n, m = card.arch, card.config["N"], card.config["M"]
+        hyper_attention = card.config.get("hyper_attention", "none")
     config = TrainConfig(
         data=str(data), lmbda=lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, metric=metric,
-        steps=steps, batch_size=batch_size, crop=crop, lr=lr, threads=threads,
+        steps=steps, batch_size=batch_size, crop=crop, lr=lr, threads=threads, init=init,
     )
     with Progress(
         TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn(),

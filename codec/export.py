@@ -32,6 +32,7 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: 
         "command": (
             f"codec train --data {config.data} --lmbda {config.lmbda} --arch {config.arch} --N {config.N} "
             f"--M {config.M} --hyper-attention {config.hyper_attention} --metric {config.metric} --steps {config.steps}"
+            + (f" --init {config.init}" if config.init else "")
         ),
         "recipe": dataclasses.asdict(config),
         "steps": state["step"],

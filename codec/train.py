@@ -27,6 +27,7 @@ from codec.errors import CodecError
 from codec.api import pad_to_multiple
 from codec.fileio import atomic_write, image_files
 from models.architectures import build_model
+from models.registry import get_card, load_model
 
 @dataclass
 class TrainConfig:
@@ -48,6 +49,7 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     threads: int = 2
+    init: str | None = None  # a registered model to start from (fine-tuning a new rate point)
 
     def model_config(self) -> dict:
         config = {"N": self.N, "M": self.M}
@@ -189,6 +191,9 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
         torch.set_rng_state(resumed["torch_rng"])
         step, elapsed = resumed["step"], resumed["elapsed"]
         notice(f"resuming {out} at step {step}")
+    elif config.init:
+        model.load_state_dict(load_model(get_card(config.init)).state_dict())
+        notice(f"starting from the weights of model {config.init}")
     sampler = CropSampler(config.data, config.crop)
     val_images = []
     if val_dir:

@@ -145,3 +145,17 @@ def test_conversions_are_noted(tiny_model, tmp_path):
     result = run("compress", path, "--model", "tiny")
     assert result.exit_code == 0, result.output
     assert "note:" in result.stderr and "transparency flattened onto white" in result.stderr
+
+
+def test_train_from_a_registered_model(tiny_model, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    natural_image(80, 80).save(data / "0.png")
+    result = run("train", "--data", data, "--lmbda", 0.05, "--out", tmp_path / "ft.ckpt", "--steps", 1,
+                 "--batch-size", 1, "--crop", 64, "--init", "tiny", "--name", "tuned")
+    assert result.exit_code == 0, result.output
+    assert "starting from the weights of model tiny" in result.stderr
+    from models.registry import get_card
+
+    card = get_card("tuned")
+    assert card.config["N"] == 16 and card.training["recipe"]["init"] == "tiny"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -124,7 +123,7 @@ def make_optimizers(model: torch.nn.Module, config: TrainConfig):
 
 
 @torch.no_grad()
-def validate(model, images: list[torch.Tensor], lmbda: float, metric: str) -> dict:
+def validate(model, images: list[torch.Tensor]) -> dict:
     """Mean bpp (from likelihoods) and PSNR of the quantized forward pass on whole images."""
     model.eval()
     bpps, psnrs = [], []
@@ -231,7 +230,7 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
             metrics.update(lr=learning_rate(config, step - 1), aux=aux_loss.item())
             window = {k: [] for k in window}
         if val_images and (step % val_every == 0 or step == config.steps):
-            metrics = {**(metrics or {}), **validate(model, val_images, config.lmbda, config.metric)}
+            metrics = {**(metrics or {}), **validate(model, val_images)}
         elapsed = time.monotonic() - started
         if metrics is not None:
             with open(log_path, "a") as log:

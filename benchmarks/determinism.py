@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from codec.api import compress, decompress, pad_to_multiple
+from codec.api import compress, decompress
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.metrics import psnr
@@ -50,7 +50,7 @@ def split_exact_route(model, z_hat):
 
 
 def hyper_latent(model, image) -> torch.Tensor:
-    x = pad_to_multiple(to_tensor(image), model.downsampling)
+    x = to_tensor(image, model.downsampling)
     with torch.inference_mode():
         z = model.h_a(model.hyper_input(model.g_a(x)))
         return model.entropy_bottleneck.decompress(model.entropy_bottleneck.compress(z), z.shape[-2:])

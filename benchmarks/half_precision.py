@@ -8,7 +8,6 @@ import argparse
 
 import torch
 
-from codec.api import pad_to_multiple
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import psnr
 from codec.fileio import image_files
@@ -19,11 +18,10 @@ from models.registry import compact_state
 
 def coded(model, image) -> tuple[float, float]:
     """(bits per pixel of the entropy-coded streams, PSNR) of one image."""
-    x = to_tensor(image)
+    padded = to_tensor(image, model.downsampling)
     with torch.inference_mode():
-        padded = pad_to_multiple(x, model.downsampling)
         strings = model.compress(padded)
-        x_hat = model.decompress(strings, *padded.shape[-2:])[..., : x.shape[2], : x.shape[3]]
+        x_hat = model.decompress(strings, *padded.shape[-2:])[..., : image.height, : image.width]
     bits = 8 * sum(len(s) for s in strings)
     return bits / (image.width * image.height), psnr(image, to_image(x_hat, "RGB"))
 

@@ -1,82 +1,156 @@
 """Our compress/decompress against CompressAI's own, same architecture and same weights.
 
-Loads a registered mean-scale model (default: the shipped default) into CompressAI's
-MeanScaleHyperprior too, then on each image alternates: our model.compress / model.decompress, and
-CompressAI's net.compress / net.decompress. Reports median times, their ratio, and checks that the
-two produce the same number of bits (to 1 %) and the same PSNR (to 0.01 dB). Pause other work first:
-timings on 2 cores are only comparable within one run.
+Two worker processes, each with 2 threads: one runs our model's compress/decompress as the `codec`
+command does (tiled transforms, channels-last, freed memory kept, see codec/allocator.py), the other
+CompressAI's MeanScaleHyperprior loaded with the same weights, run as its users run it. The parent
+gives them the same padded image in turn, image by image and repeat by repeat, so both see the same
+machine load. Reports median encode and decode times, their ratio, peak RSS per process (each
+image size gets fresh workers), and checks equal RD: bits within 1 %, PSNR within 0.01 dB.
 
-    python benchmarks/speed.py ../shared/data/kodak [--model NAME] [--repeat 3]
+Large images are mosaics of the given images (real photo content), e.g. --large 3840x2160; sizes
+given with --ours-only are run by our codec alone (CompressAI's whole-image pass would not fit:
+it needs about 5.3 GB at 4K). Pause other work first: 2-core timings compare only within one run.
+
+    python benchmarks/speed.py ../shared/data/kodak --large 3840x2160 --ours-only 8000x8000
 """
 
 import argparse
+import multiprocessing
 import re
+import resource
 import statistics
 import time
 
+import numpy as np
 import torch
-from compressai.models import MeanScaleHyperprior as ReferenceModel
+from PIL import Image
 
-from codec.api import pad_to_multiple
+from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import psnr
 from models.registry import card_for_quality, get_card, load_model
 
+SIDES = ("ours", "compressai")
 
-def reference_copy(model) -> ReferenceModel:
+
+def reference_copy(model):
     """CompressAI's model with our weights: our hyper transforms hold Identity placeholders for the
     optional attention blocks, so their layer indices are renumbered."""
+    from compressai.models import MeanScaleHyperprior
+
     renumber = {"0": "0", "3": "2", "6": "4"}
     state = {re.sub(r"^(h_[as])\.(\d+)\.", lambda m: f"{m[1]}.{renumber[m[2]]}.", k): v for k, v in model.state_dict().items()}
-    net = ReferenceModel(model.N, model.M)
+    net = MeanScaleHyperprior(model.N, model.M)
     net.load_state_dict(state)
     net.update(force=True)
     return net.eval()
 
 
-def timed(function):
-    start = time.perf_counter()
-    result = function()
-    return result, time.perf_counter() - start
+def worker(connection, side: str, model_name: str | None, threads: int) -> None:
+    """Serve (image array) -> (encode s, decode s, bits, PSNR, peak RSS MB) until sent None."""
+    if side == "ours":
+        retain_freed_memory()
+    torch.set_num_threads(threads)
+    model = load_model(get_card(model_name) if model_name else card_for_quality(None))
+    if side == "compressai":
+        model = reference_copy(model)
+    while (array := connection.recv()) is not None:
+        image = Image.fromarray(array, "RGB")
+        x = to_tensor(image, 64)
+        height, width = x.shape[-2:]
+        with torch.inference_mode():
+            start = time.perf_counter()
+            if side == "ours":
+                strings = model.compress(x)
+                encoded = time.perf_counter()
+                x_hat = model.decompress(strings, height, width)
+            else:
+                coded = model.compress(x)
+                strings = [s[0] for s in coded["strings"]]
+                encoded = time.perf_counter()
+                x_hat = model.decompress(coded["strings"], coded["shape"])["x_hat"]
+            decoded = time.perf_counter()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the PSNR's own copies
+        quality = psnr(image, to_image(x_hat[..., : image.height, : image.width], "RGB"))
+        bits = 8 * sum(len(s) for s in strings)
+        connection.send((encoded - start, decoded - encoded, bits, quality, peak))
+
+
+class Worker:
+    def __init__(self, side: str, model: str | None, threads: int):
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=worker, args=(child, side, model, threads), daemon=True)
+        self.process.start()
+
+    def code(self, array: np.ndarray) -> tuple:
+        self.connection.send(array)
+        return self.connection.recv()
+
+    def close(self) -> None:
+        self.connection.send(None)
+        self.process.join()
+
+
+def mosaic(images: list[np.ndarray], width: int, height: int) -> np.ndarray:
+    """A width x height image tiled, row by row, from the images (landscape ones, as they are)."""
+    landscape = [a for a in images if a.shape[1] >= a.shape[0]]
+    tile_h, tile_w = min(a.shape[0] for a in landscape), min(a.shape[1] for a in landscape)
+    rows, cols = -(-height // tile_h), -(-width // tile_w)
+    tile = lambda index: landscape[index % len(landscape)][:tile_h, :tile_w]  # noqa: E731
+    grid = np.concatenate([np.concatenate([tile(r * cols + c) for c in range(cols)], axis=1) for r in range(rows)])
+    return np.ascontiguousarray(grid[:height, :width])
+
+
+def run(label: str, arrays: list[np.ndarray], sides: tuple[str, ...], args) -> None:
+    workers = {side: Worker(side, args.model, args.threads) for side in sides}
+    times = {(side, step): [] for side in sides for step in ("encode", "decode")}
+    rd_differs = 0
+    for array in arrays:
+        results = {}
+        for _ in range(args.repeat):
+            for side in sides:
+                encode, decode, bits, quality, peak = results[side] = workers[side].code(array)
+                times[side, "encode"].append(encode)
+                times[side, "decode"].append(decode)
+        if len(sides) == 2:
+            (ours_bits, ours_psnr), (ref_bits, ref_psnr) = (results[s][2:4] for s in sides)
+            rd_differs += abs(ours_bits / ref_bits - 1) >= 0.01 or abs(ours_psnr - ref_psnr) >= 0.01
+    print(f"\n{label}: {len(arrays)} image(s) of {arrays[0].shape[1]}x{arrays[0].shape[0]}, {args.repeat} repeat(s), {args.threads} threads")
+    for side in sides:
+        encode, decode = (statistics.median(times[side, step]) for step in ("encode", "decode"))
+        print(f"  {side:10s} encode {encode:7.3f} s  decode {decode:7.3f} s  (medians)  peak RSS {results[side][4]:6.0f} MB"
+              f"  last image {results[side][2] / array.shape[0] / array.shape[1]:.4f} bpp {results[side][3]:.2f} dB")
+    if len(sides) == 2:
+        total = {side: statistics.median(times[side, "encode"]) + statistics.median(times[side, "decode"]) for side in sides}
+        print(f"  encode+decode, ours / CompressAI: {total['ours'] / total['compressai']:.2f}"
+              f"   RD equal (bits 1 %, PSNR 0.01 dB) on {len(arrays) - rd_differs}/{len(arrays)} images")
+    for w in workers.values():
+        w.close()
+
+
+def size(text: str) -> tuple[int, int]:
+    width, height = (int(v) for v in text.lower().split("x"))
+    return width, height
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("images")
+    parser.add_argument("images", help="folder of images (Kodak)")
     parser.add_argument("--model", help="registered mean-scale model (default: the shipped default)")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="codings per image and side (Kodak size)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--large", type=size, nargs="*", default=[], help="mosaic sizes to run on both sides, WxH")
+    parser.add_argument("--ours-only", type=size, nargs="*", default=[], help="mosaic sizes for our codec alone")
     args = parser.parse_args()
-    ours = load_model(get_card(args.model) if args.model else card_for_quality(None))
-    reference = reference_copy(ours)
-    times = {key: [] for key in ("ours encode", "ours decode", "compressai encode", "compressai decode")}
-    for path in image_files(args.images):
-        image = open_image(path)
-        x = pad_to_multiple(to_tensor(image), ours.downsampling)
-        height, width = x.shape[-2:]
-        with torch.inference_mode():
-            for _ in range(args.repeat):
-                strings, t = timed(lambda: ours.compress(x))
-                times["ours encode"].append(t)
-                x_ours, t = timed(lambda: ours.decompress(strings, height, width))
-                times["ours decode"].append(t)
-                coded, t = timed(lambda: reference.compress(x))
-                times["compressai encode"].append(t)
-                decoded, t = timed(lambda: reference.decompress(coded["strings"], coded["shape"]))
-                times["compressai decode"].append(t)
-        crop = (slice(None), slice(None), slice(0, image.height), slice(0, image.width))
-        ours_bits = 8 * sum(len(s) for s in strings)
-        reference_bits = 8 * sum(len(s[0]) for s in coded["strings"])
-        ours_psnr = psnr(image, to_image(x_ours[crop], "RGB"))
-        reference_psnr = psnr(image, to_image(decoded["x_hat"][crop], "RGB"))
-        same = abs(ours_bits / reference_bits - 1) < 0.01 and abs(ours_psnr - reference_psnr) < 0.01
-        print(f"{path.name}: bits {ours_bits} vs {reference_bits}, PSNR {ours_psnr:.3f} vs {reference_psnr:.3f}"
-              f"{'' if same else '  <- RD differs'}")
-    medians = {key: statistics.median(values) for key, values in times.items()}
-    for key, value in medians.items():
-        print(f"{key:18s} {value:.3f} s (median)")
-    ratio = (medians["ours encode"] + medians["ours decode"]) / (medians["compressai encode"] + medians["compressai decode"])
-    print(f"encode+decode, ours / CompressAI: {ratio:.2f}")
+    arrays = [np.asarray(open_image(path).convert("RGB")) for path in image_files(args.images)]
+    run("images", arrays, SIDES, args)
+    args.repeat = 1
+    for width, height in args.large:
+        run("mosaic", [mosaic(arrays, width, height)], SIDES, args)
+    for width, height in args.ours_only:
+        run("mosaic", [mosaic(arrays, width, height)], ("ours",), args)
 
 
 if __name__ == "__main__":

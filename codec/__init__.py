@@ -5,11 +5,11 @@ The API is imported on first use, so that `codec --help` and the errors need no 
 
 from codec.errors import BitstreamError, CodecError, ConversionWarning, ImageError, ModelError
 
-__all__ = ["compress", "decompress", "CodecError", "BitstreamError", "ImageError", "ModelError", "ConversionWarning"]
+__all__ = ["compress", "decompress", "compress_to_target", "CodecError", "BitstreamError", "ImageError", "ModelError", "ConversionWarning"]
 
 
 def __getattr__(name: str):
-    if name in ("compress", "decompress"):
+    if name in ("compress", "decompress", "compress_to_target"):
         from codec import api
 
         return getattr(api, name)

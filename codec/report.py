@@ -16,16 +16,12 @@ import hashlib
 import io
 import json
 import math
-import multiprocessing
-import signal
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from codec import baselines as pillow
 from codec.api import compress, decompress
@@ -33,6 +29,7 @@ from codec.errors import CodecError
 from codec.evaluate import measure_coded
 from codec.fileio import image_files, write_bytes_atomic
 from codec.image import open_image
+from codec.parallel import in_processes
 from codec.metrics import ms_ssim_db
 from models.registry import SHIPPED_DIR, ModelCard, get_card, list_models, load_model
 
@@ -104,28 +101,15 @@ def run(tasks: list[Task], cache: Path, jobs: int = 2, advance: Callable[[], Non
     todo = [task for task in todo if task.codec != MODEL_CODEC]
     if jobs == 1 or len(todo) < 2:
         for task in todo:
-            done(task, _measure_baseline(task.codec, task.setting, task.path))
+            done(task, _measure_task(task))
     else:
-        _run_pool(todo, jobs, done)
+        for task, result in in_processes(_measure_task, todo, jobs):
+            done(task, result)
     return [_row(task, measured[task]) for task in tasks]
 
 
-def _run_pool(todo: list[Task], jobs: int, done: Callable[[Task, dict], None]) -> None:
-    # spawn, not fork: a forked child of a process that has used torch's OpenMP threads can hang.
-    pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init)
-    try:
-        futures = {pool.submit(_measure_baseline, t.codec, t.setting, t.path): t for t in todo}
-        for future in as_completed(futures):
-            done(futures[future], future.result())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C the workers finish their image and stop
-
-
-def _worker_init() -> None:
-    """Workers leave Ctrl-C to the main process and use one thread each (they already fill the cores)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
+def _measure_task(task: Task) -> dict:
+    return _measure_baseline(task.codec, task.setting, task.path)
 
 
 def _measure_baseline(codec: str, setting: int, path: Path) -> dict:

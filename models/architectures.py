@@ -8,7 +8,7 @@ with CompressAI's rANS coder through its EntropyBottleneck and GaussianCondition
 
 from __future__ import annotations
 
-import warnings
+import functools
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -18,6 +18,7 @@ from torch import nn
 
 from models.exact import exact_forward
 from models.layers import GDN, make_hyper_attention
+from models.tiling import tiled
 
 # Scales below/above these bounds share the first/last CDF (CompressAI's table for 64 levels).
 SCALE_TABLE = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64))
@@ -32,6 +33,11 @@ def bounded(string: bytes, symbols: int) -> bytes:
     garbage instead of crashing. Valid streams never reach the padding.
     """
     return string + bytes(16 * len(string) + 12 * symbols + 64)
+
+
+def channels_last(transform: nn.Module):
+    """The transform applied to its input in channels-last layout, oneDNN's fastest here."""
+    return lambda x: transform(x.contiguous(memory_format=torch.channels_last))
 
 
 class AnalysisTransform(nn.Sequential):
@@ -66,6 +72,7 @@ class FactorizedPrior(CompressionModel):
     """Ballé et al. 2017: y is coded with a learned factorized density (EntropyBottleneck)."""
 
     downsampling = 16
+    g_a_stride = 16  # pixels per latent
     latent_names = ("y",)
 
     def __init__(self, N: int = 128, M: int = 192):
@@ -75,23 +82,33 @@ class FactorizedPrior(CompressionModel):
         self.g_s = SynthesisTransform(N, M)
         self.entropy_bottleneck = EntropyBottleneck(M)
 
+    # Coding runs g_a and g_s tile by tile (models/tiling.py), so memory stays bounded on large
+    # images. The halos cover each transform's reach: a latent sees 30 pixels beyond its own 16
+    # (four 5x5 stride-2 convolutions), a pixel sees 1.875 latents around its own (four transposed).
+    analysis_tile, analysis_halo = 512, 32  # pixels
+    synthesis_tile, synthesis_halo = 32, 2  # latents
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """g_a; in eval (coding) tile by tile, channels-last (oneDNN's fastest layout here)."""
+        if self.training:
+            return self.g_a(x)
+        return tiled(channels_last(self.g_a), x, 1 / self.g_a_stride, self.analysis_tile, self.analysis_halo)
+
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """g_s. In eval (coding) without oneDNN: its convolutions round differently with the thread
-        count, PyTorch's native ones do not, so a file decodes to the same pixels with any count."""
+        """g_s; in eval (coding) tile by tile and channels-last. In that layout oneDNN's convolutions
+        and GDN's 1x1 ones give the same pixels with any thread count (tests/test_determinism.py);
+        the tile grid depends only on the image size, so a file always decodes to the same pixels."""
         if self.training:
             return self.g_s(y_hat)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # said at each toggle
-            with torch.backends.mkldnn.flags(enabled=False):
-                return self.g_s(y_hat)
+        return tiled(channels_last(self.g_s), y_hat, self.g_a_stride, self.synthesis_tile, self.synthesis_halo)
 
     def forward(self, x: torch.Tensor) -> dict:
-        y = self.g_a(x)
+        y = self.analysis(x)
         y_hat, y_likelihoods = self.entropy_bottleneck(y)
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods}}
 
     def compress(self, x: torch.Tensor) -> list[bytes]:
-        y = self.g_a(x)
+        y = self.analysis(x)
         return [self.entropy_bottleneck.compress(y)[0]]
 
     def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
@@ -110,9 +127,11 @@ class ScaleHyperprior(FactorizedPrior):
 
     downsampling = 64
     latent_names = ("y", "z")
+    hyper_tile, hyper_halo = 16, 2  # hyper-latents; a scale sees 1.75 of them around its own
 
     def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none"):
         super().__init__(N, M)
+        self.hyper_attention = hyper_attention
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
         self.h_a = hyper_analysis(M, N, nn.ReLU, hyper_attention)
@@ -127,8 +146,15 @@ class ScaleHyperprior(FactorizedPrior):
 
     def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
         """h_s: in training the float transform; in eval (coding) its integer-exact form, so that
-        encoder and decoder agree to the bit on every machine (see models/exact.py)."""
-        return self.h_s(z_hat) if self.training else exact_forward(self.h_s, z_hat)
+        encoder and decoder agree to the bit on every machine (see models/exact.py). Exact sums
+        make tiles give the very same integers as one piece, so it runs in tiles (its float64 maps
+        take 0.7 GB at 4K in one piece); not with attention blocks, whose pooling is global."""
+        if self.training:
+            return self.h_s(z_hat)
+        exact = functools.partial(exact_forward, self.h_s)
+        if self.hyper_attention != "none":
+            return exact(z_hat)
+        return tiled(exact, z_hat, self.downsampling // self.g_a_stride, self.hyper_tile, self.hyper_halo)
 
     def gaussian_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(scales, means) of y's Gaussian given the decoded hyper-latent."""
@@ -140,7 +166,7 @@ class ScaleHyperprior(FactorizedPrior):
         return torch.bucketize(scales, self.gaussian_conditional.scale_table[:-1]).int()
 
     def forward(self, x: torch.Tensor) -> dict:
-        y = self.g_a(x)
+        y = self.analysis(x)
         z = self.h_a(self.hyper_input(y))
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         scales, means = self.gaussian_params(z_hat)
@@ -148,7 +174,7 @@ class ScaleHyperprior(FactorizedPrior):
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def compress(self, x: torch.Tensor) -> list[bytes]:
-        y = self.g_a(x)
+        y = self.analysis(x)
         z = self.h_a(self.hyper_input(y))
         z_string = self.entropy_bottleneck.compress(z)[0]
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])

@@ -36,28 +36,29 @@ def _exact_conv(layer: nn.Conv2d | nn.ConvTranspose2d, h: torch.Tensor) -> torch
     # Bound the inputs so that |sum| <= max_out sum|w| * |h| + |b| stays exact, whatever z says.
     weight_mass = weight.abs().sum(dim=(0, 2, 3) if transposed else (1, 2, 3)).max().item()
     limit = math.floor((EXACT_LIMIT - bias.abs().max().item()) / max(weight_mass, 1.0))
-    h = h.clamp(-limit, limit)
+    h.clamp_(-limit, limit)
     if transposed:
         out = F.conv_transpose2d(h, weight, bias, layer.stride, layer.padding, layer.output_padding)
     else:
         out = F.conv2d(h, weight, bias, layer.stride, layer.padding)
-    return torch.round(out / 2.0**WEIGHT_BITS)
+    return out.div_(2.0**WEIGHT_BITS).round_()
 
 
 def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """layers(x) computed on the fixed-point grid; the result is a float32 multiple of 2^-12."""
+    """layers(x) computed on the fixed-point grid; the result is a float32 multiple of 2^-12.
+    Operations run in place where they can: at 4K, h_s's float64 maps are 100 MB each."""
     scale = 2.0**ACTIVATION_BITS
-    h = torch.round(x.detach().double() * scale)
+    h = x.detach().to(torch.float64, copy=True).mul_(scale).round_()
     for layer in layers:
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             h = _exact_conv(layer, h)
         elif isinstance(layer, nn.ReLU):
-            h = h.clamp_min(0)
-        elif isinstance(layer, nn.LeakyReLU):
-            h = torch.where(h >= 0, h, torch.round(h * layer.negative_slope))
+            h.clamp_min_(0)
+        elif isinstance(layer, nn.LeakyReLU):  # max(h, round(slope * h)) is LeakyReLU on integers
+            torch.maximum(h, torch.round(h * layer.negative_slope), out=h)
         elif not isinstance(layer, nn.Identity):  # an attention block: float32, then back on the grid
-            h = torch.round(layer((h / scale).float()).double() * scale)
-    return (h / scale).float()
+            h = layer((h / scale).float()).double().mul_(scale).round_()
+    return h.div_(scale).float()
 
 
 class split_channel_sums:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from compressai.layers import GDN
+import compressai.layers
 from torch import nn
 
 __all__ = [
@@ -20,10 +20,25 @@ __all__ = [
     "make_hyper_attention",
 ]
 
-# GDN / inverse GDN (Ballé 2016): y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2), and x_i * sqrt(...)
-# for the inverse. CompressAI's layer has exactly the seed's parametrization (beta and gamma stored
-# as sqrt(value + pedestal) and lower-bounded with a gradient that passes when the input is at or
-# above the bound or the gradient pushes it up), so we use it as is; tests check it against the formula.
+class GDN(compressai.layers.GDN):
+    """GDN / inverse GDN (Ballé 2016): y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2), and
+    x_i * sqrt(...) for the inverse.
+
+    CompressAI's layer has exactly the seed's parametrization (beta and gamma stored as
+    sqrt(value + pedestal), lower-bounded with a gradient that passes when the input is at or above
+    the bound or the gradient pushes it up), so training uses it as is; tests check it against the
+    formula. Without autograd (coding) the same arithmetic runs in place: two feature maps live
+    instead of four, which at full resolution saves both memory and time.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        channels = x.shape[1]
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma).reshape(channels, channels, 1, 1)
+        norm = F.conv2d(x.square(), gamma, beta)
+        return (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(x)
 
 
 class GlobalResponseNorm(nn.Module):

@@ -81,10 +81,15 @@ def get_card(name: str) -> ModelCard:
     raise ModelError(f"unknown model {name!r} (known: {known})")
 
 
+def quality_levels() -> list[ModelCard]:
+    """The shipped rate points, from the fewest bits to the most."""
+    return sorted((card for card in _cards_in(SHIPPED_DIR) if card.quality is not None), key=lambda card: card.quality)
+
+
 def card_for_quality(quality: int | None) -> ModelCard:
     """The shipped rate point of a quality level (the default level when None)."""
     quality = DEFAULT_QUALITY if quality is None else quality
-    levels = {card.quality: card for card in _cards_in(SHIPPED_DIR) if card.quality is not None}
+    levels = {card.quality: card for card in quality_levels()}
     if quality not in levels:
         available = ", ".join(str(q) for q in sorted(levels)) or "none"
         raise ModelError(f"no shipped model for quality {quality} (available: {available})")

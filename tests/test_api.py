@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 import codec
-from codec.api import pad_to_multiple
 from codec.image import open_image, to_image, to_tensor
 from models.registry import load_model, save_model, user_dir
 from tests.conftest import SMALL, natural_image, small_model
@@ -27,7 +26,7 @@ def test_decoded_image_is_the_quantized_forward_pass(tiny_model):
     image = natural_image(75, 40)
     model = load_model(tiny_model)
     with torch.inference_mode():
-        x_hat = model(pad_to_multiple(to_tensor(image), model.downsampling))["x_hat"][..., :40, :75]
+        x_hat = model(to_tensor(image, model.downsampling))["x_hat"][..., :40, :75]
     expected = to_image(x_hat, "RGB")
     assert np.array_equal(np.asarray(codec.decompress(codec.compress(image, model="tiny"))), np.asarray(expected))
 
@@ -162,3 +161,26 @@ def test_tampered_weights_file_is_refused(tiny_model):
     tiny_model.weights_path.write_bytes(bytes(data))
     with pytest.raises(codec.ModelError, match="does not match"):
         codec.compress(natural_image(8, 8), model="tiny")
+
+
+def test_compress_to_target_picks_the_neighbouring_levels():
+    """Between two shipped levels' rates, a bpp target takes the lower level and a PSNR target the
+    higher one; beyond the ends, the nearest end, marked as not met."""
+    from codec.api import compress_to_target
+    from codec.metrics import bits_per_pixel, psnr
+    from models.registry import quality_levels
+
+    image = natural_image(128, 96, seed=5)
+    levels = [card.quality for card in quality_levels()]
+    coded = {q: codec.compress(image, quality=q) for q in levels[:2]}
+    rates = [bits_per_pixel(len(coded[q]), image) for q in levels[:2]]
+    qualities = [psnr(image, codec.decompress(coded[q])) for q in levels[:2]]
+    by_rate = compress_to_target(image, bpp=sum(rates) / 2)
+    assert (by_rate.quality, by_rate.met, by_rate.data) == (levels[0], True, coded[levels[0]])
+    by_quality = compress_to_target(image, psnr=sum(qualities) / 2)
+    assert (by_quality.quality, by_quality.met) == (levels[1], True)
+    assert by_quality.psnr == pytest.approx(qualities[1])
+    assert compress_to_target(image, bpp=1e-4)[1:] == (levels[0], rates[0], None, False)
+    assert compress_to_target(image, psnr=99).quality == levels[-1]
+    with pytest.raises(codec.CodecError):
+        compress_to_target(image)

@@ -159,3 +159,37 @@ def test_train_from_a_registered_model(tiny_model, tmp_path):
 
     card = get_card("tuned")
     assert card.config["N"] == 16 and card.training["recipe"]["init"] == "tiny"
+
+
+def test_batch_in_worker_processes_writes_what_one_process_does(tiny_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        natural_image(80 + 16 * i, 64, seed=i).save(folder / f"{i}.png")
+    outputs = {}
+    for jobs in (1, 2):
+        result = run("compress", folder, "--model", "tiny", "--jobs", jobs, "-o", tmp_path / f"out{jobs}")
+        assert result.exit_code == 0, result.output
+        outputs[jobs] = {p.name: p.read_bytes() for p in (tmp_path / f"out{jobs}").iterdir()}
+    assert len(outputs[1]) == 3 and outputs[1] == outputs[2]
+
+
+def test_target_options_report_the_chosen_level(image_file):
+    from models.registry import quality_levels
+
+    highest = quality_levels()[-1].quality
+    result = run("compress", image_file, "--target-bpp", 100)
+    assert result.exit_code == 0 and f"(target 100 bpp: reached q{highest})" in result.stdout, result.output
+    result = run("compress", image_file, "--target-psnr", 99, "--force")
+    assert result.exit_code == 0 and f"(target 99 dB: not reachable, closest q{highest}, " in result.stdout, result.output
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("-q", 3, "--target-bpp", 1), "at most one of"),
+    (("--target-bpp", 0.5, "--target-psnr", 30), "at most one of"),
+    (("--target-psnr", -1), "must be positive"),
+    (("--jobs", 0), "--jobs must be at least 1"),
+])
+def test_bad_rate_choices(image_file, args, fragment):
+    assert_one_line_error(run("compress", image_file, *args), fragment)
+    assert not image_file.with_suffix(".lic").exists()

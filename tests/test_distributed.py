@@ -1,0 +1,86 @@
+"""`codec train` under torchrun: two CPU processes (gloo) stay in step, and rank 0 alone writes."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from codec.train import Checkpoint
+from models.registry import get_card
+from tests.conftest import natural_image
+
+# Runs the `codec train` command and then saves this rank's final weights, which only the test needs:
+# rank 0's checkpoint alone cannot show that the other rank ended with the same model.
+LAUNCHER = """
+import os, sys
+import torch
+from torch.nn.parallel import DistributedDataParallel
+import codec.train
+from cli.main import app
+
+models = []
+
+def recording(module, **options):
+    models.append(module)
+    return DistributedDataParallel(module, **options)
+
+codec.train.DistributedDataParallel = recording
+try:
+    app(sys.argv[1:])
+except SystemExit as exit:
+    if not exit.code:
+        torch.save(models[0].state_dict(), f"weights-{os.environ['RANK']}.pt")
+    raise
+"""
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(3):
+        natural_image(90, 70, seed=i).save(folder / f"{i}.png")
+    return folder
+
+
+def torchrun(tmp_path, data, out, steps, *options):
+    """`codec train` in two processes, on the CPU even where there is a GPU (two ranks need two)."""
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(LAUNCHER)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(launcher),
+        "train", "--data", str(data), "--lmbda", "0.01", "--out", str(out), "--N", "8", "--M", "16",
+        "--steps", str(steps), "--batch-size", "2", "--crop", "64", "--threads", "2", *options,
+    ]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": root}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_two_processes_train_one_model_and_resume_exactly(dataset, tmp_path, codec_home):
+    """One test, as each launch costs two imports of torch and compressai."""
+    straight, interrupted = tmp_path / "straight.ckpt", tmp_path / "interrupted.ckpt"
+    result = torchrun(tmp_path, dataset, straight, 4, "--name", "ddp")
+    ranks = [torch.load(tmp_path / f"weights-{rank}.pt") for rank in (0, 1)]
+    state = Checkpoint.load(straight)
+    assert state["step"] == 4 and len(state["rng"]) == 2
+    assert "2 processes" in state["hardware"]
+    for key, value in state["model"].items():
+        assert torch.equal(ranks[0][key], value) and torch.equal(ranks[1][key], value), key
+    log = [json.loads(line) for line in straight.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [4] and math.isfinite(log[0]["loss"])  # rank 0 alone logs
+    assert (result.stdout + result.stderr).count("registered model ddp") == 1
+    assert get_card("ddp").config["N"] == 8
+
+    torchrun(tmp_path, dataset, interrupted, 2)
+    torchrun(tmp_path, dataset, interrupted, 4)
+    resumed = Checkpoint.load(interrupted)
+    assert resumed["step"] == 4
+    for key, value in state["model"].items():
+        assert torch.equal(resumed["model"][key], value), key

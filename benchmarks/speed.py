@@ -4,8 +4,8 @@ Two worker processes, each with 2 threads: one runs our model's compress/decompr
 command does (tiled transforms, channels-last, freed memory kept, see codec/allocator.py), the other
 CompressAI's MeanScaleHyperprior loaded with the same weights, run as its users run it. The parent
 gives them the same padded image in turn, image by image and repeat by repeat, so both see the same
-machine load. Reports median encode and decode times, their ratio, peak RSS per process (each
-image size gets fresh workers), and checks equal RD: bits within 1 %, PSNR within 0.01 dB.
+machine load. Reports median encode and decode times, their ratio, peak RSS of each step (the
+process's, libraries and model included; each image size gets fresh workers), and checks equal RD: bits within 1 %, PSNR within 0.01 dB.
 
 Large images are mosaics of the given images (real photo content), e.g. --large 3840x2160; sizes
 given with --ours-only are run by our codec alone (CompressAI's whole-image pass would not fit:
@@ -17,9 +17,9 @@ it needs about 5.3 GB at 4K). Pause other work first: 2-core timings compare onl
 import argparse
 import multiprocessing
 import re
-import resource
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,8 +47,21 @@ def reference_copy(model):
     return net.eval()
 
 
+def reset_peak_rss() -> None:
+    """Start the kernel's peak-RSS count (VmHWM) again from the current RSS (Linux 4.0+)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def worker(connection, side: str, model_name: str | None, threads: int) -> None:
-    """Serve (image array) -> (encode s, decode s, bits, PSNR, peak RSS MB) until sent None."""
+    """Serve (image array) -> (encode s, decode s, bits, PSNR, encode and decode peak RSS in MB)
+    until sent None. Each peak is the process's, model and libraries included, during that step."""
     if side == "ours":
         retain_freed_memory()
     torch.set_num_threads(threads)
@@ -57,24 +70,30 @@ def worker(connection, side: str, model_name: str | None, threads: int) -> None:
         model = reference_copy(model)
     while (array := connection.recv()) is not None:
         image = Image.fromarray(array, "RGB")
+        reset_peak_rss()
         x = to_tensor(image, 64)
         height, width = x.shape[-2:]
         with torch.inference_mode():
             start = time.perf_counter()
             if side == "ours":
                 strings = model.compress(x)
-                encoded = time.perf_counter()
-                x_hat = model.decompress(strings, height, width)
             else:
                 coded = model.compress(x)
                 strings = [s[0] for s in coded["strings"]]
-                encoded = time.perf_counter()
+            encoded = time.perf_counter()
+            encode_peak = peak_rss_mb()
+            del x  # what the decoder gets is the file: the strings and the size
+            reset_peak_rss()
+            decoding = time.perf_counter()
+            if side == "ours":
+                x_hat = model.decompress(strings, height, width)
+            else:
                 x_hat = model.decompress(coded["strings"], coded["shape"])["x_hat"]
             decoded = time.perf_counter()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the PSNR's own copies
+        peak = encode_peak, peak_rss_mb()  # before the PSNR's own copies
         quality = psnr(image, to_image(x_hat[..., : image.height, : image.width], "RGB"))
         bits = 8 * sum(len(s) for s in strings)
-        connection.send((encoded - start, decoded - encoded, bits, quality, peak))
+        connection.send((encoded - start, decoded - decoding, bits, quality, peak))
 
 
 class Worker:
@@ -120,7 +139,8 @@ def run(label: str, arrays: list[np.ndarray], sides: tuple[str, ...], args) -> N
     print(f"\n{label}: {len(arrays)} image(s) of {arrays[0].shape[1]}x{arrays[0].shape[0]}, {args.repeat} repeat(s), {args.threads} threads")
     for side in sides:
         encode, decode = (statistics.median(times[side, step]) for step in ("encode", "decode"))
-        print(f"  {side:10s} encode {encode:7.3f} s  decode {decode:7.3f} s  (medians)  peak RSS {results[side][4]:6.0f} MB"
+        print(f"  {side:10s} encode {encode:7.3f} s  decode {decode:7.3f} s  (medians)  peak RSS encode {results[side][4][0]:5.0f} MB"
+              f" decode {results[side][4][1]:5.0f} MB"
               f"  last image {results[side][2] / array.shape[0] / array.shape[1]:.4f} bpp {results[side][3]:.2f} dB")
     if len(sides) == 2:
         total = {side: statistics.median(times[side, "encode"]) + statistics.median(times[side, "decode"]) for side in sides}

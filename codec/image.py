@@ -96,7 +96,12 @@ def to_tensor(image: Image.Image, multiple: int = 1) -> torch.Tensor:
 
 
 def to_image(x: torch.Tensor, mode: str) -> Image.Image:
-    """The 8-bit image of a (1, 3, H, W) tensor in [0, 1], in mode "RGB" or "L"."""
-    array = x[0].clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
-    image = Image.fromarray(np.ascontiguousarray(array), "RGB")
+    """The 8-bit image of a (1, 3, H, W) tensor in [0, 1], in mode "RGB" or "L". Converted a band
+    of rows at a time, so that a large image needs no second float copy."""
+    height, width = x.shape[-2:]
+    pixels = torch.empty(height, width, 3, dtype=torch.uint8)
+    for top in range(0, height, 256):
+        band = x[0, :, top : top + 256]
+        pixels[top : top + 256] = band.clamp(0, 1).mul_(255).round_().permute(1, 2, 0)
+    image = Image.fromarray(pixels.numpy(), "RGB")
     return image.convert("L") if mode == "L" else image

@@ -85,7 +85,7 @@ class FactorizedPrior(CompressionModel):
     # Coding runs g_a and g_s tile by tile (models/tiling.py), so memory stays bounded on large
     # images. The halos cover each transform's reach: a latent sees 30 pixels beyond its own 16
     # (four 5x5 stride-2 convolutions), a pixel sees 1.875 latents around its own (four transposed).
-    analysis_tile, analysis_halo = 512, 32  # pixels
+    analysis_tile, analysis_halo = 384, 32  # pixels
     synthesis_tile, synthesis_halo = 32, 2  # latents
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +127,7 @@ class ScaleHyperprior(FactorizedPrior):
 
     downsampling = 64
     latent_names = ("y", "z")
-    hyper_tile, hyper_halo = 16, 2  # hyper-latents; a scale sees 1.75 of them around its own
+    hyper_tile, hyper_halo = 8, 2  # hyper-latents; a scale sees 1.75 of them around its own
 
     def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none"):
         super().__init__(N, M)
@@ -175,6 +175,7 @@ class ScaleHyperprior(FactorizedPrior):
 
     def compress(self, x: torch.Tensor) -> list[bytes]:
         y = self.analysis(x)
+        del x  # a caller that passes a temporary frees the image here (100 MB at 4K)
         z = self.h_a(self.hyper_input(y))
         z_string = self.entropy_bottleneck.compress(z)[0]
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])

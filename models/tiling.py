@@ -4,15 +4,30 @@ Each tile is extended by a halo of its neighbours' input, transformed, and only 
 A halo at least as wide as the transform's reach (how far an output looks into its input) makes
 every kept value depend only on real input, exactly as in the whole-image pass, so tiles leave no
 seams: only the summation order of the convolutions may change, in the last bits of a float.
-Memory then grows with the tile, not with the image. At the image border the halo is cut off and
+Memory then grows with the tile, not with the image; freed memory goes back to the kernel after
+each tile. At the image border the halo is cut off and
 the convolutions zero-pad there, as the whole-image pass does.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from typing import Callable
 
 import torch
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim(0), or nothing elsewhere."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+release_freed_memory = _malloc_trim()
 
 
 def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float, tile: int, halo: int) -> torch.Tensor:
@@ -36,4 +51,6 @@ def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sc
                 result = torch.empty(size, dtype=out.dtype, device=out.device, memory_format=layout)
             core = out[..., int((top - y0) * scale) : int((bottom - y0) * scale), int((left - x0) * scale) : int((right - x0) * scale)]
             result[..., int(top * scale) : int(bottom * scale), int(left * scale) : int(right * scale)] = core
+            del out, core
+            release_freed_memory()  # the coding process keeps freed memory (codec/allocator.py), not a tile's
     return result

@@ -4,8 +4,8 @@ Each tile is extended by a halo of its neighbours' input, transformed, and only 
 A halo at least as wide as the transform's reach (how far an output looks into its input) makes
 every kept value depend only on real input, exactly as in the whole-image pass, so tiles leave no
 seams: only the summation order of the convolutions may change, in the last bits of a float.
-Memory then grows with the tile, not with the image; freed memory goes back to the kernel after
-each tile. At the image border the halo is cut off and
+Memory then grows with the tile, not with the image; freed memory goes back to the kernel at the
+end. At the image border the halo is cut off and
 the convolutions zero-pad there, as the whole-image pass does.
 """
 
@@ -30,14 +30,16 @@ def _malloc_trim() -> Callable[[], None]:
 release_freed_memory = _malloc_trim()
 
 
-def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float, tile: int, halo: int) -> torch.Tensor:
+def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float, tile: int, halo: int,
+          whole: int) -> torch.Tensor:
     """transform(x) for a transform whose output is `scale` times the input's size (1/16 for an
     analysis transform, 16 for a synthesis one), computed on tiles of `tile` input samples per side
     plus `halo` on each side. For scale < 1, tile and halo must be multiples of 1/scale, so that
-    each tile starts on the transform's stride grid; an input that fits in one tile runs whole.
+    each tile starts on the transform's stride grid. An input of at most `whole` samples (height
+times width) runs in one piece, which is fastest.
     The result keeps the layout (channels-first or -last) that the transform gives."""
     height, width = x.shape[-2:]
-    if height <= tile and width <= tile:
+    if height * width <= whole:
         return transform(x)
     result = None
     for top in range(0, height, tile):
@@ -52,5 +54,5 @@ def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sc
             core = out[..., int((top - y0) * scale) : int((bottom - y0) * scale), int((left - x0) * scale) : int((right - x0) * scale)]
             result[..., int(top * scale) : int(bottom * scale), int(left * scale) : int(right * scale)] = core
             del out, core
-            release_freed_memory()  # the coding process keeps freed memory (codec/allocator.py), not a tile's
+    release_freed_memory()  # the coding process keeps freed memory (codec/allocator.py), not the tiles'
     return result

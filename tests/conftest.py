@@ -47,6 +47,16 @@ def tiny_model(codec_home):
 
 
 @pytest.fixture
+def dataset(tmp_path):
+    """A folder of three small training images."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(3):
+        natural_image(90, 70, seed=i).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture
 def image_file(tmp_path):
     path = tmp_path / "photo.png"
     natural_image(96, 72).save(path)

@@ -6,12 +6,10 @@ import os
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from codec.train import Checkpoint
 from models.registry import get_card
-from tests.conftest import natural_image
 
 # Runs the `codec train` command and then saves this rank's final weights, which only the test needs:
 # rank 0's checkpoint alone cannot show that the other rank ended with the same model.
@@ -36,15 +34,6 @@ except SystemExit as exit:
         torch.save(models[0].state_dict(), f"weights-{os.environ['RANK']}.pt")
     raise
 """
-
-
-@pytest.fixture
-def dataset(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for i in range(3):
-        natural_image(90, 70, seed=i).save(folder / f"{i}.png")
-    return folder
 
 
 def torchrun(tmp_path, data, out, steps, *options):

@@ -6,16 +6,6 @@ import pytest
 import torch
 
 from codec.train import Checkpoint, TrainConfig, learning_rate, rd_loss, train
-from tests.conftest import natural_image
-
-
-@pytest.fixture
-def dataset(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for i in range(3):
-        natural_image(90, 70, seed=i).save(folder / f"{i}.png")
-    return folder
 
 
 def config(data, steps):

@@ -85,7 +85,7 @@ class FactorizedPrior(CompressionModel):
     # Coding runs g_a and g_s tile by tile (models/tiling.py), so memory stays bounded on large
     # images. The halos cover each transform's reach: a latent sees 30 pixels beyond its own 16
     # (four 5x5 stride-2 convolutions), a pixel sees 1.875 latents around its own (four transposed).
-    # Images up to a megapixel run in one piece (fastest; about 1.1 GB peak); larger ones in tiles
+    # Images up to a megapixel run in one piece (fastest); larger ones in tiles
     # of 384 pixels and 32 latents, which keep a 4K image under 1.5 GB.
     whole_pixels = 1 << 20
     analysis_tile, analysis_halo = 384, 32  # pixels

@@ -19,7 +19,7 @@ SWEEP = {"jpeg420": [20, 60], "webp": [30, 70]}
 
 
 @pytest.fixture
-def dataset(tmp_path):
+def small_images(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
     for i in range(3):
@@ -78,9 +78,9 @@ def test_bd_rate_glue():
     assert rows == [["a", "-", "-50.0 %"], ["b", "+100.0 %", "-"]]
 
 
-def test_report_files_and_cache(tiny_model, dataset, tmp_path, monkeypatch):
+def test_report_files_and_cache(tiny_model, small_images, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    tasks = report.plan(dataset, report.select_models("tiny"), ["jpeg420", "webp"], settings=SWEEP)
+    tasks = report.plan(small_images, report.select_models("tiny"), ["jpeg420", "webp"], settings=SWEEP)
     assert len(tasks) == 3 * (1 + 2 + 2)
     rows = report.run(tasks, out / "cache", jobs=1)
     curves = report.curves(rows)
@@ -91,7 +91,7 @@ def test_report_files_and_cache(tiny_model, dataset, tmp_path, monkeypatch):
         table = list(csv.DictReader(f))
     assert list(table[0]) == list(report.ROW_FIELDS) and len(table) == 15
     coded = [r for r in table if r["codec"] == "jpeg420" and r["setting"] == "60" and r["image"] == "im1.png"]
-    image = Image.open(dataset / "im1.png")
+    image = Image.open(small_images / "im1.png")
     assert int(coded[0]["bytes"]) == len(baselines.encode(image, "jpeg420", 60))
     assert coded[0]["ms_ssim"] == ""  # 64x48 is too small for MS-SSIM's five scales
 
@@ -112,21 +112,21 @@ def test_report_files_and_cache(tiny_model, dataset, tmp_path, monkeypatch):
     assert len(steps) == len(tasks)
 
 
-def test_changed_image_or_model_is_measured_again(tiny_model, dataset):
+def test_changed_image_or_model_is_measured_again(tiny_model, small_images):
     from models.registry import save_model, user_dir
     from tests.conftest import SMALL, small_model
 
-    before = report.plan(dataset, report.select_models("tiny"), ["jpeg420"], settings=SWEEP)
-    natural_image(64, 48, seed=9).save(dataset / "im2.png")
+    before = report.plan(small_images, report.select_models("tiny"), ["jpeg420"], settings=SWEEP)
+    natural_image(64, 48, seed=9).save(small_images / "im2.png")
     save_model(small_model(seed=1), user_dir(), name="tiny", arch="mean-scale-hyperprior",
                config={**SMALL, "hyper_attention": "none"}, lmbda=0.01, metric="mse")
-    after = report.plan(dataset, report.select_models("tiny"), ["jpeg420"], settings=SWEEP)
+    after = report.plan(small_images, report.select_models("tiny"), ["jpeg420"], settings=SWEEP)
     changed = {(t.codec, t.setting, t.image) for t in set(after) - set(before)}
     assert changed == {("lic", "tiny", f"im{i}.png") for i in range(3)} | {("jpeg420", q, "im2.png") for q in (20, 60)}
 
 
-def test_interrupted_run_leaves_whole_cache_files_and_resumes(dataset, tmp_path):
-    tasks = report.plan(dataset, [], ["jpeg420", "webp"], settings=SWEEP)
+def test_interrupted_run_leaves_whole_cache_files_and_resumes(small_images, tmp_path):
+    tasks = report.plan(small_images, [], ["jpeg420", "webp"], settings=SWEEP)
     cache = tmp_path / "cache"
     steps = []
 
@@ -144,20 +144,20 @@ def test_interrupted_run_leaves_whole_cache_files_and_resumes(dataset, tmp_path)
     assert len(report.run(tasks, cache, jobs=1, advance=lambda: steps.append(1))) == len(tasks) == len(steps)
 
 
-def test_cli_eval_with_worker_processes(tiny_model, dataset, tmp_path):
-    result = run("eval", dataset, "--models", "tiny", "--baselines", "jpeg420", "--out", tmp_path / "out", "--jobs", 2)
+def test_cli_eval_with_worker_processes(tiny_model, small_images, tmp_path):
+    result = run("eval", small_images, "--models", "tiny", "--baselines", "jpeg420", "--out", tmp_path / "out", "--jobs", 2)
     assert result.exit_code == 0, result.output
     assert "BD-rate (PSNR-RGB)" in result.stdout and "jpeg420" in result.stdout
     assert len(list((tmp_path / "out" / "cache" / "jpeg420").iterdir())) == 3 * len(baselines.BASELINES["jpeg420"].settings)
 
 
-def test_cli_eval_errors(tiny_model, dataset, tmp_path):
+def test_cli_eval_errors(tiny_model, small_images, tmp_path):
     out = tmp_path / "out"
     assert_one_line_error(run("eval", tmp_path / "nowhere", "--models", "none", "--out", out), "no such dataset folder")
     (tmp_path / "empty").mkdir()
     assert_one_line_error(run("eval", tmp_path / "empty", "--models", "none", "--out", out), "no images found")
-    assert_one_line_error(run("eval", dataset, "--models", "nope", "--out", out), "unknown model 'nope'")
-    assert_one_line_error(run("eval", dataset, "--baselines", "png", "--out", out), "unknown baseline 'png'")
-    assert_one_line_error(run("eval", dataset, "--jobs", 0, "--out", out), "--jobs must be at least 1")
-    assert_one_line_error(run("eval", dataset, "--models", "none", "--baselines", "none", "--out", out), "nothing to evaluate")
+    assert_one_line_error(run("eval", small_images, "--models", "nope", "--out", out), "unknown model 'nope'")
+    assert_one_line_error(run("eval", small_images, "--baselines", "png", "--out", out), "unknown baseline 'png'")
+    assert_one_line_error(run("eval", small_images, "--jobs", 0, "--out", out), "--jobs must be at least 1")
+    assert_one_line_error(run("eval", small_images, "--models", "none", "--baselines", "none", "--out", out), "nothing to evaluate")
     assert not out.exists()

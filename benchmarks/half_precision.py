@@ -32,9 +32,9 @@ def main():
     parser.add_argument("images")
     args = parser.parse_args()
     state = Checkpoint.load(args.checkpoint)
-    config = TrainConfig(**state["config"])
+    config = Checkpoint.config(state)
     models = {}
-    for label, weights in (("float32", state["model"]), ("half", compact_state_of(state["model"], config))):
+    for label, weights in (("float32", Checkpoint.weights(state)), ("half", compact_state_of(Checkpoint.weights(state), config))):
         model = build_model(config.arch, **config.model_config())
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
         model.update(force=True)

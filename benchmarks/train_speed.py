@@ -1,7 +1,8 @@
 """Training throughput: our training step against CompressAI's recipe step, alternately, in one process.
 
-ours: `codec train`'s step (our mean-scale hyperprior, RD loss, Adam, gradient clipping, the aux
-step) as the command runs it, freed memory kept (codec/allocator.py; --allocator default to leave
+ours: `codec train`'s step (Trainer.step: our mean-scale hyperprior, RD loss, Adam, gradient
+clipping, the aux step, the moving average) as the command runs it, subnormals flushed (for both
+sides), freed memory kept (codec/allocator.py; --allocator default to leave
 glibc as it is, which then applies to both sides). compressai: its bmshj2018-hyperprior
 (ScaleHyperprior) with its RateDistortionLoss, Adam for the model and for the aux loss, as in its
 example training script. Same width (N=128, M=192), same batches of crops, fp32, same threads.
@@ -17,27 +18,7 @@ import time
 import torch
 
 from codec.allocator import retain_freed_memory
-from codec.train import CropSampler, TrainConfig, make_optimizers, rd_loss
-
-
-def ours(config: TrainConfig):
-    from models.architectures import build_model
-
-    model = build_model(config.arch, **config.model_config()).train()
-    main, aux = make_optimizers(model, config)
-
-    def step(x):
-        loss, _, _ = rd_loss(model(x), x, config.lmbda, config.metric)
-        main.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(main.param_groups[0]["params"], config.clip)
-        main.step()
-        aux_loss = model.aux_loss()
-        aux.zero_grad(set_to_none=True)
-        aux_loss.backward()
-        aux.step()
-
-    return step
+from codec.train import CropSampler, Trainer, TrainConfig
 
 
 def compressai_recipe(config: TrainConfig):
@@ -73,9 +54,10 @@ def main():
     if args.allocator == "retain":
         retain_freed_memory()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as `codec train` does (codec.train.subnormals_flushed)
     config = TrainConfig(data=args.data, lmbda=0.0067, batch_size=args.batch_size, crop=args.crop)
     torch.manual_seed(0)
-    sides = {"ours": ours(config), "compressai": compressai_recipe(config)}
+    sides = {"ours": Trainer(config).step, "compressai": compressai_recipe(config)}
     sampler = CropSampler(config.data, config.crop)
     generator = torch.Generator().manual_seed(0)
     times = {side: [] for side in sides}

@@ -135,21 +135,21 @@ def compress(
     target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Pick the quality level: the fewest bits reaching this PSNR (dB).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Decode the result and report PSNR and MS-SSIM.")] = False,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes for several inputs [default: one per core].", show_default=False)] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for several inputs, one thread each (one process already uses every core).")] = 1,
 ):
     """Compress images into .lic files."""
-    from codec.parallel import default_jobs, in_processes
+    from codec.parallel import in_processes
 
     chosen = {"quality": quality, "model": model, "bpp": target_bpp, "psnr": target_psnr}
     setting = {key: value for key, value in chosen.items() if value is not None}
     if len(setting) > 1:
         raise CodecError("give at most one of --quality, --model, --target-bpp and --target-psnr")
-    if jobs is not None and jobs < 1:
+    if jobs < 1:
         raise CodecError(f"--jobs must be at least 1 (got {jobs})")
     files = expand_inputs(images, IMAGE_SUFFIXES)
     targets = output_paths(files, output, SUFFIX, force)
     work = [(source, target, setting, verify) for source, target in zip(files, targets)]
-    jobs = min(jobs or default_jobs(), len(work))
+    jobs = min(jobs, len(work))
     results = in_processes(compress_one, work, jobs) if jobs > 1 else ((job, compress_one(job)) for job in work)
     for _, (line, notes) in progress_over(results, len(work), "compressing"):
         for note in notes:
@@ -219,7 +219,11 @@ def train(
     steps: Annotated[int, typer.Option(help="Total training steps.")] = 5000,
     batch_size: Annotated[int, typer.Option(help="Crops per step, per process (torchrun starts several).")] = 8,
     crop: Annotated[int, typer.Option(help="Crop side in pixels.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 5e-4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 1e-3,
+    warmup: Annotated[int, typer.Option(help="Steps of linear warm-up of the learning rate.")] = 50,
+    decay_fraction: Annotated[float, typer.Option(help="Last part of the run over which the learning rate decays (cosine).")] = 0.5,
+    ema: Annotated[float, typer.Option(help="Decay of the moving average of the weights that are validated and shipped; 0: none.")] = 0.99,
+    ste: Annotated[bool, typer.Option("--ste/--no-ste", help="g_s trains on the rounded latent (straight-through), as it decodes.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads, shared among the processes.")] = 2,
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation images, scored every --val-every steps.")] = None,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
@@ -236,6 +240,10 @@ def train(
         raise CodecError(f"unknown architecture {arch!r}")
     if metric not in ("mse", "ms-ssim"):
         raise CodecError(f"unknown metric {metric!r} (mse or ms-ssim)")
+    if not 0 <= ema < 1:
+        raise CodecError(f"--ema must be in [0, 1) (got {ema})")
+    if warmup < 0 or not 0 <= decay_fraction <= 1:
+        raise CodecError(f"--warmup must be at least 0 and --decay-fraction in [0, 1] (got {warmup}, {decay_fraction})")
     if metric == "ms-ssim" and crop < 161:
         raise CodecError("MS-SSIM training needs --crop of at least 161 (its five scales)")
     if init:
@@ -244,9 +252,12 @@ def train(
         card = get_card(init)
         arch, n, m = card.arch, card.config["N"], card.config["M"]
         hyper_attention = card.config.get("hyper_attention", "none")
+    multiple = 16 if arch == "factorized" else 64
+    if crop < multiple or crop % multiple:
+        raise CodecError(f"--crop must be a multiple of {multiple} for {arch} (got {crop})")
     config = TrainConfig(
         data=str(data), lmbda=lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, metric=metric,
-        steps=steps, batch_size=batch_size, crop=crop, lr=lr, threads=threads, init=init,
+        steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
     )
     with Progress(
         TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn(),

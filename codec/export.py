@@ -16,6 +16,17 @@ from models.registry import SHIPPED_DIR, ModelCard, save_model, user_dir, write_
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def training_command(config: TrainConfig) -> str:
+    """The `codec train` command line that runs this recipe."""
+    return (
+        f"codec train --data {config.data} --lmbda {config.lmbda} --arch {config.arch} --N {config.N} "
+        f"--M {config.M} --hyper-attention {config.hyper_attention} --metric {config.metric} --steps {config.steps} "
+        f"--batch-size {config.batch_size} --crop {config.crop} --lr {config.lr} --warmup {config.warmup} "
+        f"--decay-fraction {config.decay_fraction} --ema {config.ema} " + ("--ste" if config.ste else "--no-ste")
+        + (f" --init {config.init}" if config.init else "")
+    )
+
+
 def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: int | None = None,
                       kodak_dir: Path | None = None) -> ModelCard:
     """Update the CDF tables, write weights + manifest, and optionally score the model on Kodak."""
@@ -24,16 +35,12 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: 
     if not Path(checkpoint).is_file():
         raise CodecError(f"{checkpoint}: no such checkpoint")
     state = Checkpoint.load(Path(checkpoint))
-    config = TrainConfig(**state["config"])
+    config = Checkpoint.config(state)
     model = build_model(config.arch, **config.model_config())
-    model.load_state_dict(state["model"])
+    model.load_state_dict(Checkpoint.weights(state))
     model.update(force=True)
     training = {
-        "command": (
-            f"codec train --data {config.data} --lmbda {config.lmbda} --arch {config.arch} --N {config.N} "
-            f"--M {config.M} --hyper-attention {config.hyper_attention} --metric {config.metric} --steps {config.steps}"
-            + (f" --init {config.init}" if config.init else "")
-        ),
+        "command": training_command(config),
         "recipe": dataclasses.asdict(config),
         "steps": state["step"],
         "wall_seconds": round(state["elapsed"]),

@@ -1,4 +1,5 @@
-"""Work spread over worker processes, one thread each: how a batch uses every core.
+"""Work spread over worker processes, one thread each: how `codec eval` runs its baselines and
+`codec compress -j N` its inputs.
 
 Processes rather than threads because the entropy coder and the image I/O hold the GIL; one torch
 thread per worker because the workers already fill the cores. spawn, not fork: a forked child of a
@@ -8,7 +9,6 @@ process that has used torch's OpenMP threads can hang.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Iterable, Iterator
@@ -16,10 +16,6 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from codec.allocator import retain_freed_memory
-
-
-def default_jobs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _worker_init() -> None:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from pytorch_msssim import ms_ssim
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from codec.errors import CodecError
 from codec.fileio import atomic_write, image_files
@@ -46,12 +47,14 @@ class TrainConfig:
     steps: int = 5000
     batch_size: int = 8  # per process
     crop: int = 128
-    lr: float = 5e-4
-    warmup: int = 200
-    decay_fraction: float = 0.25  # cosine decay of the learning rate over this last part of the run
+    lr: float = 1e-3
+    warmup: int = 50
+    decay_fraction: float = 0.5  # cosine decay of the learning rate over this last part of the run
     final_lr_ratio: float = 0.05
     aux_lr: float = 1e-3
     clip: float = 1.0
+    ema: float = 0.99  # decay of the moving average of the weights that validation and export use; 0: none
+    ste: bool = True  # g_s sees the rounded latent (straight-through), as in coding; the rate still sees noise
     seed: int = 0
     threads: int = 2  # shared among the processes
     init: str | None = None  # a registered model to start from (fine-tuning a new rate point)
@@ -147,19 +150,31 @@ class Checkpoint:
     """What a run needs to continue exactly where it stopped."""
 
     @staticmethod
-    def save(path: Path, model, optimizers, config: TrainConfig, step: int, elapsed: float, rng: list[dict]):
-        """`rng` holds each rank's random state (see rng_states)."""
+    def save(path: Path, trainer_state: dict, config: TrainConfig, step: int, elapsed: float, rng: list[dict]):
+        """`trainer_state` is Trainer.state(); `rng` holds each rank's random state (see rng_states)."""
         state = {
             "config": dataclasses.asdict(config),
             "step": step,
             "elapsed": elapsed,
             "hardware": hardware(),
-            "model": model.state_dict(),
-            "optimizer": optimizers[0].state_dict(),
-            "aux_optimizer": optimizers[1].state_dict(),
+            **trainer_state,
             "rng": rng,
         }
         atomic_write(path, lambda f: torch.save(state, f))
+
+    @staticmethod
+    def config(state: dict) -> TrainConfig:
+        """The run's recipe; checkpoints from before the moving average and the straight-through
+        rounding existed trained without them."""
+        return TrainConfig(**{"ema": 0.0, "ste": False, **state["config"]})
+
+    @staticmethod
+    def weights(state: dict) -> dict:
+        """The model weights to ship from a loaded checkpoint: the moving average when it has one."""
+        if "average" not in state:
+            return state["model"]
+        prefix = "module."
+        return {k[len(prefix):]: v for k, v in state["average"].items() if k.startswith(prefix)}
 
     @staticmethod
     def load(path: Path) -> dict:
@@ -167,6 +182,18 @@ class Checkpoint:
             return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as error:  # a file that is no checkpoint of ours
             raise CodecError(f"{path}: not a readable training checkpoint ({error.__class__.__name__})")
+
+
+@contextlib.contextmanager
+def subnormals_flushed():
+    """Subnormal floats (gradients and Adam moments far below 1e-38) slow x86 arithmetic many times
+    over; flushed to zero, a step on 64x64 crops went from 0.27-0.42 s to 0.25-0.28 s. Training only:
+    coding keeps IEEE arithmetic, and the flag is restored to torch's default after."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 @contextlib.contextmanager
@@ -223,6 +250,88 @@ def mean_over_ranks(metrics: dict, device: torch.device) -> dict:
     return dict(zip(metrics, (values / dist.get_world_size()).tolist()))
 
 
+class Trainer:
+    """One process's share of a run: the model, its optimizers, the moving average of its weights and
+    the crops; `step()` takes one optimization step. `train` drives it by steps and checkpoints it;
+    benchmarks/learning_speed.py drives it by the clock."""
+
+    def __init__(self, config: TrainConfig, device: torch.device = torch.device("cpu"), rank: int = 0):
+        self.config, self.device = config, device
+        # Each rank draws its own crops and noise; DDP copies rank 0's initial weights to the others.
+        torch.manual_seed(config.seed + rank)
+        self.model = build_model(config.arch, **config.model_config()).to(device)
+        self.model.synthesis_sees_rounding = config.ste
+        self.optimizers = make_optimizers(self.model, config)
+        self.average = self.new_average()
+        self.generator = torch.Generator().manual_seed(config.seed + rank)
+        self.sampler = CropSampler(config.data, config.crop)
+        self.step_count = 0
+        # The quantiles never reach the RD loss (training adds noise rather than subtracting their
+        # medians), hence find_unused_parameters. Their aux loss runs on the bare model, outside DDP: it
+        # reads only the quantiles and the detached density, equal on every rank, so each rank computes
+        # the same aux gradient without an all-reduce. The buffers are constants: no need to broadcast them.
+        self.forward = self.model
+        if dist.is_initialized():
+            self.forward = DistributedDataParallel(self.model, find_unused_parameters=True, broadcast_buffers=False)
+        self.model.train()
+
+    def new_average(self) -> AveragedModel | None:
+        """A moving average starting from the current weights (None without --ema)."""
+        if self.config.ema == 0:
+            return None
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema), use_buffers=False)
+
+    def start_from(self, name: str):
+        """Fine-tune: begin with a registered model's weights."""
+        self.model.load_state_dict(load_model(get_card(name)).state_dict())
+        self.average = self.new_average()
+
+    def step(self, x: torch.Tensor | None = None) -> dict:
+        """One step on a fresh batch (or on `x`); returns its loss, bpp, PSNR (of the noisy forward)
+        and aux loss."""
+        config, (main, aux) = self.config, self.optimizers
+        for group in main.param_groups:
+            group["lr"] = learning_rate(config, self.step_count)
+        if x is None:
+            x = self.sampler.batch(config.batch_size, self.generator).to(self.device)
+        loss, bpp, mse = rd_loss(self.forward(x), x, config.lmbda, config.metric)
+        main.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip > 0:
+            torch.nn.utils.clip_grad_norm_(main.param_groups[0]["params"], config.clip)
+        main.step()
+        aux_loss = self.model.aux_loss()
+        aux.zero_grad(set_to_none=True)
+        aux_loss.backward()
+        aux.step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
+        self.step_count += 1
+        return {"loss": loss.item(), "bpp": bpp.item(), "psnr": -10 * math.log10(mse.item()), "aux": aux_loss.item()}
+
+    def result(self) -> torch.nn.Module:
+        """The weights to validate and ship: the moving average when there is one."""
+        return self.model if self.average is None else self.average.module
+
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizers[0].state_dict(),
+            "aux_optimizer": self.optimizers[1].state_dict(),
+            **({"average": self.average.state_dict()} if self.average is not None else {}),
+        }
+
+    def load_state(self, state: dict):
+        self.model.load_state_dict(state["model"])
+        self.optimizers[0].load_state_dict(state["optimizer"])
+        self.optimizers[1].load_state_dict(state["aux_optimizer"])
+        if self.average is not None:
+            if "average" in state:
+                self.average.load_state_dict(state["average"])
+            else:  # a run that gains a moving average when resumed starts it from its current weights
+                self.average = self.new_average()
+
+
 def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every: int = 1000,
           checkpoint_seconds: float = 120.0, report=print, notice=print) -> Path:
     """Run (or resume) training until config.steps; returns the checkpoint path.
@@ -230,83 +339,50 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
     `report(step, metrics)` is called every few steps; a log of JSON lines goes next to the checkpoint.
     Under torchrun every rank trains and only rank 0 reports, logs and checkpoints.
     """
-    with processes() as (rank, world_size, device):
+    with processes() as (rank, world_size, device), subnormals_flushed():
         out = Path(out)
         resumed = Checkpoint.load(out) if out.exists() else None
         if resumed is not None:
-            saved = TrainConfig(**resumed["config"])
+            saved = Checkpoint.config(resumed)
             # A resumed run keeps its recipe; only the length, the data path and the threads may change.
             config = dataclasses.replace(saved, steps=config.steps, data=config.data, threads=config.threads)
         torch.set_num_threads(max(1, config.threads // world_size))
-        # Each rank draws its own crops and noise; DDP copies rank 0's initial weights to the others.
-        torch.manual_seed(config.seed + rank)
-        model = build_model(config.arch, **config.model_config()).to(device)
-        optimizers = make_optimizers(model, config)
-        generator = torch.Generator().manual_seed(config.seed + rank)
-        step, elapsed = 0, 0.0
+        trainer = Trainer(config, device, rank)
+        elapsed = 0.0
         if resumed is not None:
-            model.load_state_dict(resumed["model"])
-            optimizers[0].load_state_dict(resumed["optimizer"])
-            optimizers[1].load_state_dict(resumed["aux_optimizer"])
+            trainer.load_state(resumed)
             # Checkpoints from before multi-process training hold one state at the top level.
             saved_rng = resumed.get("rng", [resumed])
             if rank < len(saved_rng):
-                generator.set_state(saved_rng[rank]["generator"])
+                trainer.generator.set_state(saved_rng[rank]["generator"])
                 torch.set_rng_state(saved_rng[rank]["torch_rng"])
-            step, elapsed = resumed["step"], resumed["elapsed"]
+            trainer.step_count, elapsed = resumed["step"], resumed["elapsed"]
             if rank == 0:
-                notice(f"resuming {out} at step {step}")
+                notice(f"resuming {out} at step {trainer.step_count}")
                 if len(saved_rng) != world_size:
                     notice(f"{out} was trained with world size {len(saved_rng)}, not {world_size}: "
                            "the random crops differ from an uninterrupted run")
         elif config.init:
-            model.load_state_dict(load_model(get_card(config.init)).state_dict())
+            trainer.start_from(config.init)
             if rank == 0:
                 notice(f"starting from the weights of model {config.init}")
-        # The quantiles never reach the RD loss (training adds noise rather than subtracting their
-        # medians), hence find_unused_parameters. Their aux loss runs on the bare model, outside DDP: it
-        # reads only the quantiles and the detached density, equal on every rank, so each rank computes
-        # the same aux gradient without an all-reduce. The buffers are constants: no need to broadcast them.
-        forward = model
-        if dist.is_initialized():
-            forward = DistributedDataParallel(model, find_unused_parameters=True, broadcast_buffers=False)
-        sampler = CropSampler(config.data, config.crop)
-        val_images = []
-        if val_dir and rank == 0:
-            for path in image_files(val_dir):
-                with Image.open(path) as image:
-                    val_images.append((to_tensor(image, model.downsampling).to(device), image.height, image.width))
+        val_images = load_validation(image_files(val_dir), trainer.model.downsampling, device) if val_dir and rank == 0 else []
         log_path = out.with_suffix(".log.jsonl")
-        model.train()
         started = time.monotonic() - elapsed
         last_checkpoint = time.monotonic()
         window = {"loss": [], "bpp": [], "psnr": []}
-        while step < config.steps:
-            for group in optimizers[0].param_groups:
-                group["lr"] = learning_rate(config, step)
-            x = sampler.batch(config.batch_size, generator).to(device)
-            output = forward(x)
-            loss, bpp, mse = rd_loss(output, x, config.lmbda, config.metric)
-            optimizers[0].zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip > 0:
-                torch.nn.utils.clip_grad_norm_(optimizers[0].param_groups[0]["params"], config.clip)
-            optimizers[0].step()
-            aux_loss = model.aux_loss()
-            optimizers[1].zero_grad(set_to_none=True)
-            aux_loss.backward()
-            optimizers[1].step()
-            step += 1
-            window["loss"].append(loss.item())
-            window["bpp"].append(bpp.item())
-            window["psnr"].append(-10 * math.log10(mse.item()))
+        while trainer.step_count < config.steps:
+            measured = trainer.step()
+            step = trainer.step_count
+            for key in window:
+                window[key].append(measured[key])
             metrics = None
             if step % 50 == 0 or step == config.steps:
                 metrics = mean_over_ranks({k: float(np.mean(v)) for k, v in window.items()}, device)
-                metrics.update(lr=learning_rate(config, step - 1), aux=aux_loss.item())
+                metrics.update(lr=learning_rate(config, step - 1), aux=measured["aux"])
                 window = {k: [] for k in window}
             if val_images and (step % val_every == 0 or step == config.steps):
-                metrics = {**(metrics or {}), **validate(model, val_images)}
+                metrics = {**(metrics or {}), **validate(trainer.result(), val_images)}
             elapsed = time.monotonic() - started
             if rank == 0:
                 if metrics is not None:
@@ -314,11 +390,56 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
                         log.write(json.dumps({"step": step, "seconds": round(elapsed, 1), **metrics}) + "\n")
                 report(step, metrics)
             if rank0_decides(time.monotonic() - last_checkpoint >= checkpoint_seconds or step == config.steps, device):
-                rng = rng_states(generator)
+                rng = rng_states(trainer.generator)
                 if rank == 0:
-                    Checkpoint.save(out, model, optimizers, config, step, elapsed, rng)
+                    Checkpoint.save(out, trainer.state(), config, step, elapsed, rng)
                 last_checkpoint = time.monotonic()
         return out
+
+
+def load_validation(paths: list[Path], multiple: int, device: torch.device) -> list[tuple[torch.Tensor, int, int]]:
+    """Validation images as `validate` takes them: padded tensors with their true height and width."""
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append((to_tensor(image, multiple).to(device), image.height, image.width))
+    return images
+
+
+@dataclass
+class Contender:
+    """A recipe in a race (see `race`): anything with step() and result(), as Trainer has."""
+
+    label: str
+    trainer: object
+    budget_s: float
+    max_steps: float = math.inf
+    trained_s: float = 0.0
+    steps: int = 0
+    curve: list = dataclasses.field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.trained_s >= self.budget_s or self.steps >= self.max_steps
+
+
+def race(contenders: list[Contender], every_s: float, val_images) -> None:
+    """Train the contenders one step at a time, always the one furthest behind its budget, each on its
+    own clock, and score each on the validation images whenever its clock passes a multiple of
+    `every_s` and when it is done (the clocks stop while scoring). Interleaved steps make a noisy
+    machine slow every recipe alike: how benchmarks compare recipes at equal CPU time."""
+    while active := [c for c in contenders if not c.done]:
+        contender = min(active, key=lambda c: c.trained_s / c.budget_s)
+        start = time.monotonic()
+        contender.trainer.step()
+        before, contender.trained_s = contender.trained_s, contender.trained_s + time.monotonic() - start
+        contender.steps += 1
+        if contender.done or int(contender.trained_s / every_s) > int(before / every_s):
+            point = {"minutes": round(contender.trained_s / 60, 2), "steps": contender.steps,
+                     **validate(contender.trainer.result(), val_images)}
+            contender.curve.append(point)
+            print(f"  {contender.label:6s} {point['minutes']:6.2f} min  step {contender.steps:5d}  "
+                  f"{point['val_bpp']:.3f} bpp  {point['val_psnr']:.2f} dB", flush=True)
 
 
 def hardware() -> str:

@@ -14,6 +14,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
+from compressai.ops import quantize_ste
 from torch import nn
 
 from models.exact import exact_forward
@@ -133,6 +134,9 @@ class ScaleHyperprior(FactorizedPrior):
     downsampling = 64
     latent_names = ("y", "z")
     hyper_tile, hyper_halo = 8, 2  # hyper-latents; a scale sees 1.75 of them around its own
+    # Training: g_s decodes round(y - mean) + mean through a straight-through gradient, the latent it
+    # gets when coding, instead of y plus uniform noise; the rate term keeps the noise.
+    synthesis_sees_rounding = False
 
     def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none"):
         super().__init__(N, M)
@@ -177,6 +181,8 @@ class ScaleHyperprior(FactorizedPrior):
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         scales, means = self.gaussian_params(z_hat)
         y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        if self.training and self.synthesis_sees_rounding:
+            y_hat = quantize_ste(y) if means is None else quantize_ste(y - means) + means
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def compress(self, x: torch.Tensor) -> list[bytes]:

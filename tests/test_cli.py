@@ -132,6 +132,8 @@ def test_train_errors(codec_home, tmp_path):
     out = tmp_path / "run.ckpt"
     assert_one_line_error(run("train", "--data", tmp_path / "none", "--lmbda", 0.01, "--out", out), "not a directory")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--metric", "psnr"), "unknown metric")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--crop", 96), "multiple of 64")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--ema", 1), "--ema must be")
     out.write_text("not a checkpoint")
     (tmp_path / "im.png").write_bytes(b"")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out), "not a readable training checkpoint")
@@ -193,3 +195,18 @@ def test_target_options_report_the_chosen_level(image_file):
 def test_bad_rate_choices(image_file, args, fragment):
     assert_one_line_error(run("compress", image_file, *args), fragment)
     assert not image_file.with_suffix(".lic").exists()
+
+
+def test_train_defaults_are_the_recipe():
+    """`codec train`'s defaults are TrainConfig's: the recipe the benchmarks measured."""
+    import dataclasses
+    import inspect
+
+    from cli.main import train
+    from codec.train import TrainConfig
+
+    options = inspect.signature(train).parameters
+    recipe = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    for name in ("arch", "hyper_attention", "metric", "steps", "batch_size", "crop", "lr", "warmup", "decay_fraction", "ema", "ste", "threads"):
+        assert options[name].default == recipe[name], name
+    assert (options["n"].default, options["m"].default) == (recipe["N"], recipe["M"])

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from codec.train import Checkpoint, TrainConfig, learning_rate, rd_loss, train
+from models.architectures import build_model
 
 
-def config(data, steps):
-    return TrainConfig(data=str(data), lmbda=0.01, N=8, M=16, steps=steps, batch_size=2, crop=64, warmup=2)
+def config(data, steps, **recipe):
+    return TrainConfig(data=str(data), lmbda=0.01, N=8, M=16, steps=steps, batch_size=2, crop=64, warmup=2, **recipe)
 
 
 def test_rd_loss_is_lambda_mse_plus_bpp():
@@ -30,56 +31,78 @@ def test_learning_rate_schedule():
     assert learning_rate(c, 1000) == pytest.approx(1e-4)
 
 
-def test_resumed_run_equals_uninterrupted_run(dataset, tmp_path):
-    straight = train(config(dataset, 4), tmp_path / "straight.ckpt", report=lambda *a: None)
+@pytest.mark.parametrize("recipe", [{"ema": 0.0, "ste": False}, {"ema": 0.9, "ste": True}])
+def test_resumed_run_equals_uninterrupted_run(dataset, tmp_path, recipe):
+    straight = train(config(dataset, 4, **recipe), tmp_path / "straight.ckpt", report=lambda *a: None)
     interrupted = tmp_path / "interrupted.ckpt"
-    train(config(dataset, 2), interrupted, report=lambda *a: None)
-    train(config(dataset, 4), interrupted, report=lambda *a: None, notice=lambda m: None)
+    train(config(dataset, 2, **recipe), interrupted, report=lambda *a: None)
+    train(config(dataset, 4, **recipe), interrupted, report=lambda *a: None, notice=lambda m: None)
     a, b = Checkpoint.load(straight), Checkpoint.load(interrupted)
     assert a["step"] == b["step"] == 4
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    parts = ("model", "average") if recipe["ema"] else ("model",)
+    assert ("average" in a) == (len(parts) == 2)
+    for part in parts:
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
 
 
-def test_checkpoint_is_never_half_written(dataset, tmp_path, monkeypatch):
-    path = tmp_path / "run.ckpt"
-    train(config(dataset, 1), path, report=lambda *a: None)
-    before = path.read_bytes()
+def test_moving_average_is_what_ships(dataset, tmp_path, codec_home):
+    """With --ema the checkpoint keeps the average apart from the live weights, and export ships the average."""
+    from codec.export import export_checkpoint
+    from models.registry import get_card, load_model
 
-    def failing_save(obj, f):
-        f.write(b"partial")
-        raise KeyboardInterrupt  # a kill in the middle of writing
-
-    monkeypatch.setattr(torch, "save", failing_save)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(dataset, 2), path, report=lambda *a: None, notice=lambda m: None)
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
-
-
-def test_training_survives_sigkill(dataset, tmp_path):
-    """Kill -9 a run that checkpoints every step: the checkpoint loads, and the run resumes from it."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    path = tmp_path / "killed.ckpt"
-    script = (
-        "from codec.train import TrainConfig, train\n"
-        f"config = TrainConfig(data={str(dataset)!r}, lmbda=0.01, N=8, M=16, steps=10000, batch_size=2, crop=64)\n"
-        f"train(config, {str(path)!r}, checkpoint_seconds=0, report=lambda *a: None)\n"
-    )
-    process = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (not path.exists() or Checkpoint.load(path)["step"] < 3):
-            time.sleep(0.2)
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+    path = train(config(dataset, 3, ema=0.5), tmp_path / "ema.ckpt", report=lambda *a: None)
     state = Checkpoint.load(path)
-    assert state["step"] >= 3
-    train(config(dataset, state["step"] + 1), path, report=lambda *a: None, notice=lambda m: None)
-    assert Checkpoint.load(path)["step"] == state["step"] + 1
+    average = Checkpoint.weights(state)
+    assert average.keys() == state["model"].keys()
+    assert not torch.equal(average["g_a.0.weight"], state["model"]["g_a.0.weight"])
+    exported = load_model(get_card(export_checkpoint(path, "averaged").name)).state_dict()
+    assert torch.allclose(exported["g_a.0.weight"].float(), average["g_a.0.weight"], atol=1e-3)
+
+
+def test_synthesis_sees_rounding_only_when_asked():
+    """With straight-through rounding g_s gets round(y - mean) + mean in training, as when decoding;
+    without, y plus uniform noise."""
+    torch.manual_seed(0)
+    model = build_model("mean-scale-hyperprior", N=8, M=16).train()
+    x = torch.rand(1, 3, 64, 64)
+    seen = {}
+    model.gaussian_conditional.register_forward_hook(
+        lambda module, args, kwargs, output: seen.update(y=args[0], means=kwargs["means"]), with_kwargs=True)
+    model.g_s.register_forward_pre_hook(lambda module, args: seen.update(g_s=args[0]))
+    model(x)
+    def rounded(seen):
+        return torch.round(seen["y"] - seen["means"]) + seen["means"]
+
+    assert (seen["g_s"] - seen["y"]).abs().max() <= 0.5
+    assert (seen["g_s"] - rounded(seen)).abs().max() > 0.01
+    model.synthesis_sees_rounding = True
+    model(x)
+    assert torch.allclose(seen["g_s"], rounded(seen), atol=1e-5)
+
+
+def test_race_spends_each_budget_in_turns(dataset, monkeypatch):
+    """Contenders alternate, the one furthest behind its budget first; each is scored when done."""
+    import codec.train as training
+    from codec.train import Contender, Trainer, load_validation, race
+
+    clock, order = [0.0], []
+    monkeypatch.setattr(training.time, "monotonic", lambda: clock[0])
+
+    class Timed(Trainer):
+        def step(self):  # every step takes 0.125 s of the fake clock
+            clock[0] += 0.125
+            order.append(self.name)
+            return super().step()
+
+    contenders = []
+    for name, budget in (("short", 0.5), ("long", 1.5)):
+        trainer = Timed(config(dataset, 100))
+        trainer.name = name
+        contenders.append(Contender(name, trainer, budget))
+    race(contenders, every_s=60, val_images=load_validation(sorted(dataset.iterdir())[:1], 64, torch.device("cpu")))
+    short, long = contenders
+    assert (short.steps, long.steps) == (4, 12)
+    assert order == ["short", "long", "long", "long"] * 4
+    assert [len(short.curve), len(long.curve)] == [1, 1] and short.curve[0]["steps"] == 4
+    assert math.isfinite(long.curve[0]["val_psnr"])

@@ -1,0 +1,140 @@
+"""Learning speed: Kodak quality after a fixed wall-clock budget, our recipe against CompressAI's.
+
+probe: CompressAI's recipe as its example training script runs it: bmshj2018-hyperprior
+(ScaleHyperprior, N=128, M=192), its RateDistortionLoss, Adam 1e-4, aux Adam 1e-3, gradient clipping
+at 1.0, batches of 8 random 128x128 crops. ours: `codec train`'s Trainer with its default recipe,
+changed by --set KEY=VALUE (any TrainConfig field). Both at lambda 0.0067, fp32, the same threads.
+
+The sides train in turns, a step at a time, each on its own clock until its budget is spent, so
+that a noisy machine slows both alike; every --every minutes of a side's training (the clocks stop
+while scoring) its weights are scored on the validation images: bpp from the likelihoods
+and PSNR of the quantized forward pass, as in ../shared/notes. The two land at different rates, so
+each of our points is also given as PSNR at the probe's final bpp, moved along the local slope of the
+shipped models' Kodak curve (dB per doubling of bpp; an estimate, and said so). Verdict: the first
+time that matched PSNR reaches the probe's final PSNR, and the speed-up, the probe's time over ours. Each side's curve goes to OUT/<side>.json; --reuse-probe reads the
+probe's curve from there instead of training it again. Pause other work first.
+
+    python benchmarks/learning_speed.py ../shared/data/train ../shared/data/kodak \
+        --probe-minutes 20 --ours-minutes 5 --out docs/learning_speed
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from codec.allocator import retain_freed_memory
+from codec.fileio import image_files
+from codec.train import Contender, Trainer, TrainConfig, load_validation, race
+from models.registry import quality_levels
+
+LMBDA = 0.0067
+
+
+class ProbeTrainer:
+    """CompressAI's example recipe, stepped like our Trainer."""
+
+    def __init__(self, data: str, seed: int = 0):
+        from compressai.losses import RateDistortionLoss
+        from compressai.models import ScaleHyperprior
+
+        from codec.train import CropSampler
+
+        torch.manual_seed(seed)
+        self.model = ScaleHyperprior(128, 192).train()
+        self.criterion = RateDistortionLoss(lmbda=LMBDA)
+        parameters = dict(self.model.named_parameters())
+        self.main = torch.optim.Adam([p for n, p in parameters.items() if not n.endswith(".quantiles")], lr=1e-4)
+        self.aux = torch.optim.Adam([p for n, p in parameters.items() if n.endswith(".quantiles")], lr=1e-3)
+        self.sampler = CropSampler(data, 128)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def step(self):
+        x = self.sampler.batch(8, self.generator)
+        self.main.zero_grad()
+        self.aux.zero_grad()
+        self.criterion(self.model(x), x)["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.main.step()
+        self.model.aux_loss().backward()
+        self.aux.step()
+
+    def result(self):
+        return self.model
+
+
+def db_per_doubling(bpp: float) -> float:
+    """Slope of the shipped models' Kodak curve around `bpp`, in dB per doubling of the rate."""
+    points = sorted((card.kodak["bpp"], card.kodak["psnr"]) for card in quality_levels() if card.kodak)
+    pairs = list(zip(points, points[1:]))
+    (r0, d0), (r1, d1) = min(pairs, key=lambda pair: abs(math.log(math.sqrt(pair[0][0] * pair[1][0]) / bpp)))
+    return (d1 - d0) / math.log2(r1 / r0)
+
+
+def apply_settings(config: TrainConfig, settings: list[str], parser: argparse.ArgumentParser) -> TrainConfig:
+    """The recipe with each KEY=VALUE of --set applied, typed as the field's default."""
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if not hasattr(config, key):
+            parser.error(f"--set {setting}: no recipe field {key!r}")
+        kind = type(getattr(config, key)) if getattr(config, key) is not None else str
+        config = dataclasses.replace(config, **{key: value.lower() in ("1", "true") if kind is bool else kind(value)})
+    return config
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", help="folder of training images")
+    parser.add_argument("kodak", help="folder of Kodak images; every 4th (kodim01, 05, ..., 21) is scored")
+    parser.add_argument("--probe-minutes", type=float, default=20)
+    parser.add_argument("--ours-minutes", type=float, default=5)
+    parser.add_argument("--every", type=float, default=1.0, help="minutes of training between scores")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change our recipe")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("docs/learning_speed"))
+    parser.add_argument("--reuse-probe", action="store_true", help="read the probe's curve from OUT/probe.json")
+    args = parser.parse_args()
+    retain_freed_memory()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as `codec train` does (codec.train.subnormals_flushed); both sides get it
+
+    config = apply_settings(TrainConfig(data=args.data, lmbda=LMBDA), args.set, parser)
+
+    files = image_files(args.kodak)[::4]
+    print(f"scoring on {', '.join(p.stem for p in files)}; ours: " +
+          ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items() if k not in ("data", "threads")))
+    args.out.mkdir(parents=True, exist_ok=True)
+    val_images = load_validation(files, 64, torch.device("cpu"))
+    ours = Contender("ours", Trainer(config), args.ours_minutes * 60, config.steps)
+    contenders = [ours]
+    probe_path = args.out / "probe.json"
+    if not args.reuse_probe:
+        contenders.append(Contender("probe", ProbeTrainer(args.data), args.probe_minutes * 60))
+    race(contenders, args.every * 60, val_images)
+    if args.reuse_probe:
+        probe = json.loads(probe_path.read_text())["curve"]
+    else:
+        probe = contenders[1].curve
+        probe_path.write_text(json.dumps({"recipe": "CompressAI example, Adam 1e-4, batch 8 of 128^2", "curve": probe}, indent=1))
+
+    target = probe[-1]
+    slope = db_per_doubling(target["val_bpp"])
+    print(f"probe after {target['minutes']:.1f} min: {target['val_bpp']:.3f} bpp / {target['val_psnr']:.2f} dB; "
+          f"ours at that bpp ({slope:.2f} dB per doubling of bpp):")
+    for point in ours.curve:
+        point["psnr_at_probe_bpp"] = point["val_psnr"] + slope * math.log2(target["val_bpp"] / point["val_bpp"])
+        print(f"  {point['minutes']:6.2f} min  {point['psnr_at_probe_bpp']:.2f} dB")
+    (args.out / "ours.json").write_text(json.dumps({"recipe": dataclasses.asdict(config), "curve": ours.curve}, indent=1))
+    reached = next((p for p in ours.curve if p["psnr_at_probe_bpp"] >= target["val_psnr"]), None)
+    if reached:
+        print(f"ours reached the probe's quality after {reached['minutes']:.1f} min: "
+              f"{target['minutes'] / reached['minutes']:.1f}x the probe's learning speed")
+    else:
+        print("ours did not reach the probe's quality within its budget")
+
+
+if __name__ == "__main__":
+    main()

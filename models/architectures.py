@@ -75,6 +75,10 @@ class FactorizedPrior(CompressionModel):
     downsampling = 16
     g_a_stride = 16  # pixels per latent
     latent_names = ("y",)
+    # Training: g_s decodes round(y - m) + m (m: the median, or the predicted mean) through a
+    # straight-through gradient, the latent it gets when coding, instead of y plus uniform noise;
+    # the rate term keeps the noise.
+    synthesis_sees_rounding = False
 
     def __init__(self, N: int = 128, M: int = 192):
         super().__init__()
@@ -111,6 +115,9 @@ class FactorizedPrior(CompressionModel):
     def forward(self, x: torch.Tensor) -> dict:
         y = self.analysis(x)
         y_hat, y_likelihoods = self.entropy_bottleneck(y)
+        if self.training and self.synthesis_sees_rounding:
+            medians = self.entropy_bottleneck._get_medians().detach()
+            y_hat = quantize_ste(y - medians) + medians
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods}}
 
     def compress(self, x: torch.Tensor) -> list[bytes]:
@@ -134,9 +141,6 @@ class ScaleHyperprior(FactorizedPrior):
     downsampling = 64
     latent_names = ("y", "z")
     hyper_tile, hyper_halo = 8, 2  # hyper-latents; a scale sees 1.75 of them around its own
-    # Training: g_s decodes round(y - mean) + mean through a straight-through gradient, the latent it
-    # gets when coding, instead of y plus uniform noise; the rate term keeps the noise.
-    synthesis_sees_rounding = False
 
     def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none"):
         super().__init__(N, M)

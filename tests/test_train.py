@@ -81,6 +81,18 @@ def test_synthesis_sees_rounding_only_when_asked():
     assert torch.allclose(seen["g_s"], rounded(seen), atol=1e-5)
 
 
+def test_factorized_synthesis_sees_rounding_around_the_medians():
+    torch.manual_seed(0)
+    model = build_model("factorized", N=8, M=16).train()
+    model.synthesis_sees_rounding = True
+    seen = {}
+    model.g_s.register_forward_pre_hook(lambda module, args: seen.update(g_s=args[0]))
+    x = torch.rand(1, 3, 64, 64)
+    model(x)
+    medians = model.entropy_bottleneck._get_medians()
+    assert torch.allclose(seen["g_s"], torch.round(model.g_a(x) - medians) + medians, atol=1e-5)
+
+
 def test_race_spends_each_budget_in_turns(dataset, monkeypatch):
     """Contenders alternate, the one furthest behind its budget first; each is scored when done."""
     import codec.train as training

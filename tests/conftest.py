@@ -46,14 +46,18 @@ def tiny_model(codec_home):
     return card
 
 
+def image_folder(folder, width: int, height: int, prefix: str = ""):
+    """A new folder of three generated images, PREFIX0.png to PREFIX2.png."""
+    folder.mkdir()
+    for i in range(3):
+        natural_image(width, height, seed=i).save(folder / f"{prefix}{i}.png")
+    return folder
+
+
 @pytest.fixture
 def dataset(tmp_path):
     """A folder of three small training images."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for i in range(3):
-        natural_image(90, 70, seed=i).save(folder / f"{i}.png")
-    return folder
+    return image_folder(tmp_path / "data", 90, 70)
 
 
 @pytest.fixture

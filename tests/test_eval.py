@@ -12,7 +12,7 @@ from codec import baselines, report
 from codec.errors import CodecError
 from codec.evaluate import measure_coded
 from codec.metrics import bits_per_pixel, psnr
-from tests.conftest import natural_image
+from tests.conftest import image_folder, natural_image
 from tests.test_cli import assert_one_line_error, run
 
 SWEEP = {"jpeg420": [20, 60], "webp": [30, 70]}
@@ -20,11 +20,7 @@ SWEEP = {"jpeg420": [20, 60], "webp": [30, 70]}
 
 @pytest.fixture
 def small_images(tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i in range(3):
-        natural_image(64, 48, seed=i).save(folder / f"im{i}.png")
-    return folder
+    return image_folder(tmp_path / "images", 64, 48, prefix="im")
 
 
 def test_psnr_by_hand():

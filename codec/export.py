@@ -6,12 +6,12 @@ import dataclasses
 import re
 from pathlib import Path
 
-from codec.errors import CodecError
+from codec.errors import CodecError, ModelError
 from codec.evaluate import measure, summarize
 from codec.fileio import image_files
 from codec.train import Checkpoint, TrainConfig, hardware
 from models.architectures import build_model
-from models.registry import SHIPPED_DIR, ModelCard, save_model, user_dir, write_manifest
+from models.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -25,6 +25,16 @@ def training_command(config: TrainConfig) -> str:
         f"--decay-fraction {config.decay_fraction} --ema {config.ema} " + ("--ste" if config.ste else "--no-ste")
         + (f" --init {config.init}" if config.init else "")
     )
+
+
+def started_from(name: str) -> dict:
+    """The model a fine-tuning run began with and how that one was trained, so that a rate point's
+    manifest carries its whole history (a fine-tuned model's own includes its start, and so on)."""
+    try:
+        card = get_card(name)
+    except ModelError:  # no longer registered: only its name is known
+        return {"name": name}
+    return {"name": card.name, "sha256": card.sha256, "training": card.training}
 
 
 def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: int | None = None,
@@ -45,6 +55,7 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: 
         "steps": state["step"],
         "wall_seconds": round(state["elapsed"]),
         "hardware": state.get("hardware") or hardware(),
+        **({"started_from": started_from(config.init)} if config.init else {}),
     }
     card = save_model(
         model.eval(), SHIPPED_DIR if ship else user_dir(), name=name, arch=config.arch, config=config.model_config(),

@@ -159,8 +159,9 @@ def test_train_from_a_registered_model(tiny_model, tmp_path):
     assert "starting from the weights of model tiny" in result.stderr
     from models.registry import get_card
 
-    card = get_card("tuned")
+    card, start = get_card("tuned"), get_card("tiny")
     assert card.config["N"] == 16 and card.training["recipe"]["init"] == "tiny"
+    assert card.training["started_from"] == {"name": "tiny", "sha256": start.sha256, "training": start.training}
 
 
 def test_batch_in_worker_processes_writes_what_one_process_does(tiny_model, tmp_path):

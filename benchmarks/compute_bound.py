@@ -1,0 +1,138 @@
+"""Where our coding time goes, and the floor that the transforms' arithmetic sets.
+
+speed.py's goal is encode+decode in half of CompressAI's time with the same model. Both codecs run
+the same g_a and g_s, so this script times each of their layers as our codec runs them (channels-
+last, inference, freed memory kept) against this machine's float32 matrix-multiply rate at the same
+thread count, times the other stages of our compress and decompress, and, alternating with ours in
+worker processes as speed.py runs them, CompressAI's own compress/decompress. Pause other work first.
+
+    python benchmarks/compute_bound.py ../shared/data/kodak --images 3
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from codec.allocator import retain_freed_memory
+from codec.fileio import image_files
+from codec.image import open_image, to_tensor
+from models.architectures import bounded
+from models.layers import GDN
+from models.registry import card_for_quality, get_card, load_model
+from speed import Worker
+
+
+def median_seconds(function, repeat: int) -> float:
+    function()  # warm-up: oneDNN picks and caches its kernels
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_rate(threads: int, repeat: int) -> float:
+    """Multiply-accumulates per second of a 2048³ float32 matrix product: the attainable peak."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    return 2048**3 / median_seconds(lambda: a @ b, repeat)
+
+
+def layer_macs(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Multiply-accumulates of one layer from its input x and output y (GDN: its 1x1 convolution)."""
+    if isinstance(layer, GDN):
+        return y.numel() * y.shape[1]
+    kernel = layer.weight.shape[-2] * layer.weight.shape[-1]
+    if isinstance(layer, nn.ConvTranspose2d):  # every input value meets every kernel tap once
+        return x.numel() * layer.out_channels * kernel
+    return y.numel() * layer.in_channels * kernel
+
+
+def profile_transform(name: str, transform: nn.Sequential, x: torch.Tensor, rate: float, repeat: int) -> tuple[float, float]:
+    """Print each layer's time and arithmetic rate; return the transform's (seconds, MACs)."""
+    total_seconds = total_macs = 0
+    x = x.contiguous(memory_format=torch.channels_last)
+    for index, layer in enumerate(transform):
+        y = layer(x.clone())  # GDN works in place: every timing gets a fresh copy of its input
+        seconds = median_seconds(lambda: layer(x.clone()), repeat)
+        macs = layer_macs(layer, x, y)
+        total_seconds, total_macs = total_seconds + seconds, total_macs + macs
+        print(f"  {name}[{index}] {type(layer).__name__:16s} in {tuple(x.shape[1:])!s:17s} {seconds * 1e3:7.1f} ms"
+              f"  {macs / 1e9:5.2f} GMAC  {macs / seconds / 1e9:5.1f} GMAC/s ({macs / seconds / rate:4.0%} of the matrix rate)")
+        x = y
+    print(f"  {name}: {total_seconds * 1e3:.1f} ms, {total_macs / 1e9:.2f} GMAC")
+    return total_seconds, total_macs
+
+
+def stage_times(model, x: torch.Tensor, repeat: int) -> dict[str, float]:
+    """Seconds of each step of our compress and decompress (medians); the model's own order."""
+    y = model.analysis(x)
+    z = model.h_a(model.hyper_input(y))
+    z_string = model.entropy_bottleneck.compress(z)[0]
+    z_hat = model.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+    scales, means = model.gaussian_params(z_hat)
+    indexes = model.scale_indexes(scales)
+    y_string = model.gaussian_conditional.compress(y, indexes, means=means)[0]
+    y_hat = model.gaussian_conditional.decompress([bounded(y_string, indexes.numel())], indexes, means=means)
+    return {
+        "g_a": median_seconds(lambda: model.analysis(x), repeat),
+        "h_a": median_seconds(lambda: model.h_a(model.hyper_input(y)), repeat),
+        "z coding (each way)": median_seconds(lambda: model.entropy_bottleneck.compress(z), repeat),
+        "h_s, exact (each way)": median_seconds(lambda: model.gaussian_params(z_hat), repeat),
+        "h_s in float32, for comparison": median_seconds(lambda: model.h_s(z_hat), repeat),
+        "y encoding": median_seconds(lambda: model.gaussian_conditional.compress(y, indexes, means=means), repeat),
+        "y decoding": median_seconds(
+            lambda: model.gaussian_conditional.decompress([bounded(y_string, indexes.numel())], indexes, means=means), repeat),
+        "g_s": median_seconds(lambda: model.synthesis(y_hat), repeat),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("images", help="folder of images (Kodak); the first --images are used")
+    parser.add_argument("--images", type=int, default=3, dest="count", help="images to run the codecs on")
+    parser.add_argument("--model", help="registered mean-scale model (default: the shipped default)")
+    parser.add_argument("--repeat", type=int, default=5, help="timings per measurement (medians)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    arrays = [np.asarray(open_image(path).convert("RGB")) for path in image_files(args.images)[: args.count]]
+
+    workers = {side: Worker(side, args.model, args.threads) for side in ("ours", "compressai")}
+    totals = {side: [] for side in workers}
+    for array in arrays:
+        for _ in range(args.repeat):
+            for side, worker in workers.items():
+                encode, decode = worker.code(array)[:2]
+                totals[side].append(encode + decode)
+    for worker in workers.values():
+        worker.close()
+
+    retain_freed_memory()
+    torch.set_num_threads(args.threads)
+    model = load_model(get_card(args.model) if args.model else card_for_quality(None))
+    rate = gemm_rate(args.threads, args.repeat)
+    x = to_tensor(open_image(image_files(args.images)[0]).convert("RGB"), 64)
+    print(f"float32 matrix product (2048³), {args.threads} threads: {rate / 1e9:.1f} GMAC/s")
+    print(f"layers on {x.shape[-1]}x{x.shape[-2]}, channels-last, inference:")
+    with torch.inference_mode():
+        g_a_seconds, g_a_macs = profile_transform("g_a", model.g_a, x, rate, args.repeat)
+        y_hat = torch.round(model.analysis(x))
+        g_s_seconds, g_s_macs = profile_transform("g_s", model.g_s, y_hat, rate, args.repeat)
+        stages = stage_times(model, x, args.repeat)
+    print("our stages, as compress/decompress run them:")
+    for name, seconds in stages.items():
+        print(f"  {name:32s} {seconds * 1e3:7.1f} ms")
+    ours, reference = (statistics.median(totals[side]) for side in ("ours", "compressai"))
+    floor = (g_a_macs + g_s_macs) / rate
+    print(f"encode+decode, {len(arrays)} image(s) x {args.repeat}, worker processes as in speed.py (medians): "
+          f"ours {ours:.3f} s, CompressAI {reference:.3f} s, ratio {ours / reference:.2f}")
+    print(f"g_a + g_s: {(g_a_macs + g_s_macs) / 1e9:.1f} GMAC, measured {(g_a_seconds + g_s_seconds):.3f} s layer by layer;"
+          f" at the matrix rate {floor:.3f} s = {floor / reference:.2f} of CompressAI's encode+decode")
+
+
+if __name__ == "__main__":
+    main()

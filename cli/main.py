@@ -213,6 +213,8 @@ def train(
     out_path: Annotated[Path, typer.Option("--out", help="Checkpoint file; an existing one is resumed.")],
     arch: Annotated[str, typer.Option(help="factorized, scale-hyperprior or mean-scale-hyperprior.")] = "mean-scale-hyperprior",
     hyper_attention: Annotated[str, typer.Option(help="Block in the hyperprior: none, grn, gc, sge, gct.")] = "none",
+    hyper_block: Annotated[int, typer.Option(
+        help="Side, in latents, of the blocks the hyperprior works on alone (4: 64 pixels); 0: the whole image.")] = 4,
     n: Annotated[int, typer.Option("--N", help="Channels of the transforms.")] = 128,
     m: Annotated[int, typer.Option("--M", help="Channels of the latent y.")] = 192,
     metric: Annotated[str, typer.Option(help="Distortion: mse or ms-ssim.")] = "mse",
@@ -252,12 +254,15 @@ def train(
         card = get_card(init)
         arch, n, m = card.arch, card.config["N"], card.config["M"]
         hyper_attention = card.config.get("hyper_attention", "none")
-    multiple = 16 if arch == "factorized" else 64
+        hyper_block = card.config.get("hyper_block", 0)
+    if hyper_block < 0 or hyper_block % 4:
+        raise CodecError(f"--hyper-block must be 0 or a positive multiple of 4 (got {hyper_block})")
+    multiple = 16 if arch == "factorized" else 16 * hyper_block or 64
     if crop < multiple or crop % multiple:
         raise CodecError(f"--crop must be a multiple of {multiple} for {arch} (got {crop})")
     config = TrainConfig(
-        data=str(data), lmbda=lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, metric=metric,
-        steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
+        data=str(data), lmbda=lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
+        metric=metric, steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
     )
     with Progress(
         TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn(),

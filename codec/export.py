@@ -20,7 +20,7 @@ def training_command(config: TrainConfig) -> str:
     """The `codec train` command line that runs this recipe."""
     return (
         f"codec train --data {config.data} --lmbda {config.lmbda} --arch {config.arch} --N {config.N} "
-        f"--M {config.M} --hyper-attention {config.hyper_attention} --metric {config.metric} --steps {config.steps} "
+        f"--M {config.M} --hyper-attention {config.hyper_attention} --hyper-block {config.hyper_block} --metric {config.metric} --steps {config.steps} "
         f"--batch-size {config.batch_size} --crop {config.crop} --lr {config.lr} --warmup {config.warmup} "
         f"--decay-fraction {config.decay_fraction} --ema {config.ema} " + ("--ste" if config.ste else "--no-ste")
         + (f" --init {config.init}" if config.init else "")

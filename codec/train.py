@@ -43,6 +43,7 @@ class TrainConfig:
     N: int = 128
     M: int = 192
     hyper_attention: str = "none"
+    hyper_block: int = 4  # latents a side of the blocks the hyperprior works on (64 pixels); 0: whole crops
     metric: str = "mse"
     steps: int = 5000
     batch_size: int = 8  # per process
@@ -62,7 +63,7 @@ class TrainConfig:
     def model_config(self) -> dict:
         config = {"N": self.N, "M": self.M}
         if self.arch != "factorized":
-            config["hyper_attention"] = self.hyper_attention
+            config.update(hyper_attention=self.hyper_attention, hyper_block=self.hyper_block)
         return config
 
 
@@ -164,9 +165,9 @@ class Checkpoint:
 
     @staticmethod
     def config(state: dict) -> TrainConfig:
-        """The run's recipe; checkpoints from before the moving average and the straight-through
-        rounding existed trained without them."""
-        return TrainConfig(**{"ema": 0.0, "ste": False, **state["config"]})
+        """The run's recipe; checkpoints from before the moving average, the straight-through
+        rounding and the hyperprior's blocks existed trained without them."""
+        return TrainConfig(**{"ema": 0.0, "ste": False, "hyper_block": 0, **state["config"]})
 
     @staticmethod
     def weights(state: dict) -> dict:
@@ -326,10 +327,12 @@ class Trainer:
         self.optimizers[0].load_state_dict(state["optimizer"])
         self.optimizers[1].load_state_dict(state["aux_optimizer"])
         if self.average is not None:
+            self.average = self.new_average()  # a run that gains a moving average starts it from its weights
             if "average" in state:
-                self.average.load_state_dict(state["average"])
-            else:  # a run that gains a moving average when resumed starts it from its current weights
-                self.average = self.new_average()
+                # Through the model's own loader, which sizes the CDF tables that a model fine-tuned
+                # from a registered one carries (a plain load_state_dict refuses their shapes).
+                self.average.module.load_state_dict(Checkpoint.weights(state))
+                self.average.n_averaged.copy_(state["average"]["n_averaged"])
 
 
 def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every: int = 1000,

@@ -19,7 +19,7 @@ from torch import nn
 
 from models.exact import exact_forward
 from models.layers import GDN, make_hyper_attention
-from models.tiling import tiled
+from models.tiling import blockwise, tiled
 
 # Scales below/above these bounds share the first/last CDF (CompressAI's table for 64 levels).
 SCALE_TABLE = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64))
@@ -125,7 +125,7 @@ class FactorizedPrior(CompressionModel):
         return [self.entropy_bottleneck.compress(y)[0]]
 
     def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
-        shape = (height // self.downsampling, width // self.downsampling)
+        shape = (height // self.g_a_stride, width // self.g_a_stride)
         y_hat = self.entropy_bottleneck.decompress([bounded(strings[0], self.M * shape[0] * shape[1])], shape)
         return self.synthesis(y_hat).clamp_(0, 1)
 
@@ -136,15 +136,26 @@ class FactorizedPrior(CompressionModel):
 
 class ScaleHyperprior(FactorizedPrior):
     """Ballé et al. 2018: a hyperprior z describes the scale of each element of y, coded with a
-    zero-mean Gaussian (GaussianConditional); z itself goes through the EntropyBottleneck."""
+    zero-mean Gaussian (GaussianConditional); z itself goes through the EntropyBottleneck.
 
-    downsampling = 64
+    With `hyper_block` b, h_a and h_s work on each b x b block of y (16b pixels a side) on its own,
+    as they see it when trained on crops of that size; 0: on the whole image. Trained on 64² crops,
+    a hyperprior never learns to combine neighbouring hyper-latents, and on whole images it then
+    spends three times the bits (benchmarks/crop_generalization.py), so such models code in blocks.
+    """
+
     latent_names = ("y", "z")
+    z_stride = 64  # pixels per hyper-latent
     hyper_tile, hyper_halo = 8, 2  # hyper-latents; a scale sees 1.75 of them around its own
+    hyper_chunk = 256  # blocks per batch in coding (exact h_s: about 150 MB); at 8000² all at once would take GBs
 
-    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none"):
+    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0):
         super().__init__(N, M)
+        if hyper_block < 0 or hyper_block % 4:
+            raise ValueError(f"hyper_block must be 0 or a positive multiple of 4 (got {hyper_block})")
         self.hyper_attention = hyper_attention
+        self.hyper_block = hyper_block
+        self.downsampling = 16 * hyper_block if hyper_block else 64
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
         self.h_a = hyper_analysis(M, N, nn.ReLU, hyper_attention)
@@ -157,18 +168,30 @@ class ScaleHyperprior(FactorizedPrior):
     def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         return torch.abs(y)
 
+    def hyper_analysis(self, y: torch.Tensor) -> torch.Tensor:
+        """h_a, on the whole of y or block by block."""
+        if not self.hyper_block:
+            return self.h_a(self.hyper_input(y))
+        chunk = None if self.training else self.hyper_chunk
+        return blockwise(self.h_a, self.hyper_input(y), self.hyper_block, self.hyper_block // 4, chunk)
+
     def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
         """h_s: in training the float transform; in eval (coding) its integer-exact form, so that
         encoder and decoder agree to the bit on every machine (see models/exact.py). Exact sums
         make tiles give the very same integers as one piece, so it runs in tiles (its float64 maps
-        take 0.7 GB at 4K in one piece); not with attention blocks, whose pooling is global."""
+        take 0.7 GB at 4K in one piece), or in chunks of blocks; attention blocks, whose pooling is
+        global, run in one piece unless the hyperprior works in blocks."""
+        transform = self.h_s if self.training else functools.partial(exact_forward, self.h_s)
+        if self.hyper_block:
+            chunk = None if self.training else self.hyper_chunk
+            return blockwise(transform, z_hat, self.hyper_block // 4, self.hyper_block, chunk)
         if self.training:
             return self.h_s(z_hat)
-        exact = functools.partial(exact_forward, self.h_s)
+        exact = transform
         if self.hyper_attention != "none":
             return exact(z_hat)
-        return tiled(exact, z_hat, self.downsampling // self.g_a_stride, self.hyper_tile, self.hyper_halo,
-                     self.whole_pixels // self.downsampling**2)
+        return tiled(exact, z_hat, self.z_stride // self.g_a_stride, self.hyper_tile, self.hyper_halo,
+                     self.whole_pixels // self.z_stride**2)
 
     def gaussian_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(scales, means) of y's Gaussian given the decoded hyper-latent."""
@@ -181,7 +204,7 @@ class ScaleHyperprior(FactorizedPrior):
 
     def forward(self, x: torch.Tensor) -> dict:
         y = self.analysis(x)
-        z = self.h_a(self.hyper_input(y))
+        z = self.hyper_analysis(y)
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         scales, means = self.gaussian_params(z_hat)
         y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
@@ -192,7 +215,7 @@ class ScaleHyperprior(FactorizedPrior):
     def compress(self, x: torch.Tensor) -> list[bytes]:
         y = self.analysis(x)
         del x  # a caller that passes a temporary frees the image here (100 MB at 4K)
-        z = self.h_a(self.hyper_input(y))
+        z = self.hyper_analysis(y)
         z_string = self.entropy_bottleneck.compress(z)[0]
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
         scales, means = self.gaussian_params(z_hat)
@@ -201,7 +224,7 @@ class ScaleHyperprior(FactorizedPrior):
         return [y_string, z_string]
 
     def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
-        z_shape = (height // self.downsampling, width // self.downsampling)
+        z_shape = (height // self.z_stride, width // self.z_stride)
         z_hat = self.entropy_bottleneck.decompress([bounded(strings[1], self.N * z_shape[0] * z_shape[1])], z_shape)
         scales, means = self.gaussian_params(z_hat)
         indexes = self.scale_indexes(scales)
@@ -213,8 +236,8 @@ class MeanScaleHyperprior(ScaleHyperprior):
     """Minnen et al. 2018 without the context model: the hyperprior predicts a mean and a scale
     for each element of y."""
 
-    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none"):
-        super().__init__(N, M, hyper_attention)
+    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0):
+        super().__init__(N, M, hyper_attention, hyper_block)
         self.h_a = hyper_analysis(M, N, nn.LeakyReLU, hyper_attention)
         wide = M * 3 // 2
         self.h_s = nn.Sequential(

@@ -37,11 +37,32 @@ def _exact_conv(layer: nn.Conv2d | nn.ConvTranspose2d, h: torch.Tensor) -> torch
     weight_mass = weight.abs().sum(dim=(0, 2, 3) if transposed else (1, 2, 3)).max().item()
     limit = math.floor((EXACT_LIMIT - bias.abs().max().item()) / max(weight_mass, 1.0))
     h.clamp_(-limit, limit)
-    if transposed:
-        out = F.conv_transpose2d(h, weight, bias, layer.stride, layer.padding, layer.output_padding)
-    else:
-        out = F.conv2d(h, weight, bias, layer.stride, layer.padding)
-    return out.div_(2.0**WEIGHT_BITS).round_()
+    out = (_transposed_conv if transposed else _conv)(h, weight, layer.stride, layer.padding, getattr(layer, "output_padding", 0))
+    return out.add_(bias.view(1, -1, 1, 1)).div_(2.0**WEIGHT_BITS).round_()
+
+
+def _conv(h: torch.Tensor, weight: torch.Tensor, stride, padding, _) -> torch.Tensor:
+    """A convolution as one matrix product over all positions of all images: float64 convolutions
+    loop over the batch, which is slow for the many small blocks of a block-wise hyperprior."""
+    n, _, height, width = h.shape
+    out_channels, _, kh, kw = weight.shape
+    out_h = (height + 2 * padding[0] - kh) // stride[0] + 1
+    out_w = (width + 2 * padding[1] - kw) // stride[1] + 1
+    columns = F.unfold(h, (kh, kw), padding=padding, stride=stride).transpose(1, 2).reshape(n * out_h * out_w, -1)
+    out = columns @ weight.reshape(out_channels, -1).t()
+    return out.reshape(n, out_h, out_w, out_channels).permute(0, 3, 1, 2)
+
+
+def _transposed_conv(h: torch.Tensor, weight: torch.Tensor, stride, padding, output_padding) -> torch.Tensor:
+    """A transposed convolution as one matrix product (each input value times every kernel tap),
+    then the overlapping taps summed into place (col2im)."""
+    n, in_channels, height, width = h.shape
+    _, out_channels, kh, kw = weight.shape
+    out_h = (height - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0]
+    out_w = (width - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1]
+    taps = h.permute(0, 2, 3, 1).reshape(-1, in_channels) @ weight.reshape(in_channels, -1)
+    taps = taps.reshape(n, height * width, -1).transpose(1, 2)
+    return F.fold(taps, (out_h, out_w), (kh, kw), padding=padding, stride=stride)
 
 
 def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +79,7 @@ def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
             torch.maximum(h, torch.round(h * layer.negative_slope), out=h)
         elif not isinstance(layer, nn.Identity):  # an attention block: float32, then back on the grid
             h = layer((h / scale).float()).double().mul_(scale).round_()
-    return h.div_(scale).float()
+    return h.div_(scale).to(torch.float32, memory_format=torch.contiguous_format)
 
 
 class split_channel_sums:

@@ -56,3 +56,19 @@ times width) runs in one piece, which is fastest.
             del out, core
     release_freed_memory()  # the coding process keeps freed memory (codec/allocator.py), not the tiles'
     return result
+
+
+def blockwise(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, block: int, out_block: int,
+              chunk: int | None = None) -> torch.Tensor:
+    """transform applied to each `block` x `block` square of x on its own, as a batch (zero-padded at
+    every block's edge, as when it was trained on crops of one block), its `out_block`-sided outputs
+    put back in place. With `chunk`, that many blocks at a time: memory then follows the chunk."""
+    n, channels, height, width = x.shape
+    rows, cols = height // block, width // block
+    blocks = x.reshape(n, channels, rows, block, cols, block).permute(0, 2, 4, 1, 3, 5).reshape(-1, channels, block, block)
+    chunk = chunk or len(blocks)
+    outs = [transform(blocks[start : start + chunk]) for start in range(0, len(blocks), chunk)]
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    del outs
+    out = out.reshape(n, rows, cols, -1, out_block, out_block).permute(0, 3, 1, 4, 2, 5)
+    return out.reshape(n, out.shape[1], rows * out_block, cols * out_block)

@@ -133,6 +133,8 @@ def test_train_errors(codec_home, tmp_path):
     assert_one_line_error(run("train", "--data", tmp_path / "none", "--lmbda", 0.01, "--out", out), "not a directory")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--metric", "psnr"), "unknown metric")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--crop", 96), "multiple of 64")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--hyper-block", 6), "--hyper-block must be")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--hyper-block", 8, "--crop", 64), "multiple of 128")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--ema", 1), "--ema must be")
     out.write_text("not a checkpoint")
     (tmp_path / "im.png").write_bytes(b"")
@@ -162,6 +164,9 @@ def test_train_from_a_registered_model(tiny_model, tmp_path):
     card, start = get_card("tuned"), get_card("tiny")
     assert card.config["N"] == 16 and card.training["recipe"]["init"] == "tiny"
     assert card.training["started_from"] == {"name": "tiny", "sha256": start.sha256, "training": start.training}
+    resumed = run("train", "--data", data, "--lmbda", 0.05, "--out", tmp_path / "ft.ckpt", "--steps", 2,
+                  "--batch-size", 1, "--crop", 64, "--name", "tuned2")
+    assert resumed.exit_code == 0 and "resuming" in resumed.stderr, resumed.output
 
 
 def test_batch_in_worker_processes_writes_what_one_process_does(tiny_model, tmp_path):

@@ -22,6 +22,7 @@ from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.metrics import psnr
 from models.exact import split_channel_sums
+from models.tiling import blockwise
 from models.registry import SHIPPED_DIR, get_card, list_models, load_model
 
 
@@ -36,12 +37,15 @@ def hyper_route(model, route):
 
 
 def float_route(model, z_hat):
+    """h_s in float32, in blocks where the model's hyperprior works in blocks."""
+    if model.hyper_block:
+        return blockwise(model.h_s, z_hat, model.hyper_block // 4, model.hyper_block)
     return model.h_s(z_hat)
 
 
 def split_float_route(model, z_hat):
     with split_channel_sums():
-        return model.h_s(z_hat)
+        return float_route(model, z_hat)
 
 
 def split_exact_route(model, z_hat):
@@ -52,7 +56,7 @@ def split_exact_route(model, z_hat):
 def hyper_latent(model, image) -> torch.Tensor:
     x = to_tensor(image, model.downsampling)
     with torch.inference_mode():
-        z = model.h_a(model.hyper_input(model.g_a(x)))
+        z = model.hyper_analysis(model.g_a(x))
         return model.entropy_bottleneck.decompress(model.entropy_bottleneck.compress(z), z.shape[-2:])
 
 
@@ -72,7 +76,7 @@ def hyper_seconds(model, z_hat) -> tuple[float, float]:
     times = {"exact": [], "float": []}
     with torch.inference_mode():
         for _ in range(3):
-            for label, run in (("exact", model.hyper_synthesis), ("float", model.h_s)):
+            for label, run in (("exact", model.hyper_synthesis), ("float", lambda z: float_route(model, z))):
                 start = time.perf_counter()
                 run(z_hat)
                 times[label].append(time.perf_counter() - start)

@@ -41,6 +41,10 @@ def _exact_conv(layer: nn.Conv2d | nn.ConvTranspose2d, h: torch.Tensor) -> torch
     return out.add_(bias.view(1, -1, 1, 1)).div_(2.0**WEIGHT_BITS).round_()
 
 
+def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a @ b
+
+
 def _conv(h: torch.Tensor, weight: torch.Tensor, stride, padding, _) -> torch.Tensor:
     """A convolution as one matrix product over all positions of all images: float64 convolutions
     loop over the batch, which is slow for the many small blocks of a block-wise hyperprior."""
@@ -49,7 +53,7 @@ def _conv(h: torch.Tensor, weight: torch.Tensor, stride, padding, _) -> torch.Te
     out_h = (height + 2 * padding[0] - kh) // stride[0] + 1
     out_w = (width + 2 * padding[1] - kw) // stride[1] + 1
     columns = F.unfold(h, (kh, kw), padding=padding, stride=stride).transpose(1, 2).reshape(n * out_h * out_w, -1)
-    out = columns @ weight.reshape(out_channels, -1).t()
+    out = _matmul(columns, weight.reshape(out_channels, -1).t())
     return out.reshape(n, out_h, out_w, out_channels).permute(0, 3, 1, 2)
 
 
@@ -60,7 +64,7 @@ def _transposed_conv(h: torch.Tensor, weight: torch.Tensor, stride, padding, out
     _, out_channels, kh, kw = weight.shape
     out_h = (height - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0]
     out_w = (width - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1]
-    taps = h.permute(0, 2, 3, 1).reshape(-1, in_channels) @ weight.reshape(in_channels, -1)
+    taps = _matmul(h.permute(0, 2, 3, 1).reshape(-1, in_channels), weight.reshape(in_channels, -1))
     taps = taps.reshape(n, height * width, -1).transpose(1, 2)
     return F.fold(taps, (out_h, out_w), (kh, kw), padding=padding, stride=stride)
 
@@ -83,13 +87,15 @@ def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 class split_channel_sums:
-    """A deliberately different float route, to prove the claim above: within this context every
-    convolution sums its input channels in two halves, in reverse order, as another BLAS or thread
-    count might. Float results change in the last bits; exact ones must not change at all."""
+    """A deliberately different route, to prove the claim above: within this context every
+    convolution, and every matrix product of the exact path, sums its inputs in two halves, in
+    reverse order, as another BLAS or thread count might. Float results change in the last bits;
+    exact ones must not change at all."""
 
     def __enter__(self):
-        self.saved = F.conv2d, F.conv_transpose2d
-        conv2d, conv_transpose2d = self.saved
+        global _matmul
+        self.saved = F.conv2d, F.conv_transpose2d, _matmul
+        conv2d, conv_transpose2d, matmul = self.saved
 
         def split(conv, channel_dim):
             def convolve(input, weight, bias=None, *args, **kwargs):
@@ -101,8 +107,13 @@ class split_channel_sums:
 
             return convolve
 
-        F.conv2d, F.conv_transpose2d = split(conv2d, 1), split(conv_transpose2d, 0)
+        def split_matmul(a, b):
+            half = a.shape[-1] // 2
+            return matmul(a[..., half:], b[half:]) + matmul(a[..., :half], b[:half])
+
+        F.conv2d, F.conv_transpose2d, _matmul = split(conv2d, 1), split(conv_transpose2d, 0), split_matmul
         return self
 
     def __exit__(self, *exc):
-        F.conv2d, F.conv_transpose2d = self.saved
+        global _matmul
+        F.conv2d, F.conv_transpose2d, _matmul = self.saved

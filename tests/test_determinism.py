@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import codec
+import models.exact
 from models.exact import exact_forward, split_channel_sums
 from models.registry import load_model
 from tests.conftest import natural_image, small_model
@@ -69,6 +70,9 @@ def test_exact_path_is_invariant_where_the_float_path_is_not(arch):
             exact_split, plain_split = exact_forward(model.h_s, z), model.h_s(z)
         in_float64 = exact_forward(model.h_s.double(), z.double())
     assert not torch.equal(plain, plain_split)  # the perturbation does perturb float arithmetic
+    a, b = torch.randn(64, 300, dtype=torch.float64), torch.randn(300, 50, dtype=torch.float64)
+    with split_channel_sums():
+        assert not torch.equal(models.exact._matmul(a, b), a @ b)  # ... and the exact path's products
     assert torch.equal(exact, exact_split)
     assert torch.equal(exact, in_float64)  # float32 or float64 weights: the same grid
     assert torch.allclose(exact, plain, atol=0.05)

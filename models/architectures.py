@@ -147,7 +147,7 @@ class ScaleHyperprior(FactorizedPrior):
     latent_names = ("y", "z")
     z_stride = 64  # pixels per hyper-latent
     hyper_tile, hyper_halo = 8, 2  # hyper-latents; a scale sees 1.75 of them around its own
-    hyper_chunk = 128  # blocks per batch in coding (exact h_s: about 100 MB); at 8000² all at once would take GBs
+    hyper_chunk = 128  # blocks at a time (coding's exact h_s: about 100 MB; all at once at 8000²: GBs)
 
     def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0):
         super().__init__(N, M)
@@ -172,8 +172,7 @@ class ScaleHyperprior(FactorizedPrior):
         """h_a, on the whole of y or block by block."""
         if not self.hyper_block:
             return self.h_a(self.hyper_input(y))
-        chunk = None if self.training else self.hyper_chunk
-        return blockwise(self.h_a, self.hyper_input(y), self.hyper_block, self.hyper_block // 4, chunk)
+        return blockwise(self.h_a, self.hyper_input(y), self.hyper_block, self.hyper_block // 4, self.hyper_chunk)
 
     def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
         """h_s: in training the float transform; in eval (coding) its integer-exact form, so that
@@ -183,14 +182,10 @@ class ScaleHyperprior(FactorizedPrior):
         global, run in one piece unless the hyperprior works in blocks."""
         transform = self.h_s if self.training else functools.partial(exact_forward, self.h_s)
         if self.hyper_block:
-            chunk = None if self.training else self.hyper_chunk
-            return blockwise(transform, z_hat, self.hyper_block // 4, self.hyper_block, chunk)
-        if self.training:
-            return self.h_s(z_hat)
-        exact = transform
-        if self.hyper_attention != "none":
-            return exact(z_hat)
-        return tiled(exact, z_hat, self.z_stride // self.g_a_stride, self.hyper_tile, self.hyper_halo,
+            return blockwise(transform, z_hat, self.hyper_block // 4, self.hyper_block, self.hyper_chunk)
+        if self.training or self.hyper_attention != "none":
+            return transform(z_hat)
+        return tiled(transform, z_hat, self.z_stride // self.g_a_stride, self.hyper_tile, self.hyper_halo,
                      self.whole_pixels // self.z_stride**2)
 
     def gaussian_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -17,18 +17,13 @@ import torch.nn.functional as F
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.train import Checkpoint
-from models.architectures import build_model
 from models.registry import get_card, load_model
 
 
 def load(source: str) -> torch.nn.Module:
     """A checkpoint written by `codec train` (its shipped weights) or a registered model's name."""
     if Path(source).is_file():
-        state = Checkpoint.load(Path(source))
-        config = Checkpoint.config(state)
-        model = build_model(config.arch, **config.model_config())
-        model.load_state_dict(Checkpoint.weights(state))
-        return model
+        return Checkpoint.model(Checkpoint.load(Path(source)))
     return load_model(get_card(source))
 
 

@@ -10,7 +10,6 @@ from codec.errors import CodecError, ModelError
 from codec.evaluate import measure, summarize
 from codec.fileio import image_files
 from codec.train import Checkpoint, TrainConfig, hardware
-from models.architectures import build_model
 from models.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -46,8 +45,7 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: 
         raise CodecError(f"{checkpoint}: no such checkpoint")
     state = Checkpoint.load(Path(checkpoint))
     config = Checkpoint.config(state)
-    model = build_model(config.arch, **config.model_config())
-    model.load_state_dict(Checkpoint.weights(state))
+    model = Checkpoint.model(state)
     model.update(force=True)
     training = {
         "command": training_command(config),

@@ -178,6 +178,14 @@ class Checkpoint:
         return {k[len(prefix):]: v for k, v in state["average"].items() if k.startswith(prefix)}
 
     @staticmethod
+    def model(state: dict) -> torch.nn.Module:
+        """The model a loaded checkpoint ships: its architecture holding Checkpoint.weights."""
+        config = Checkpoint.config(state)
+        model = build_model(config.arch, **config.model_config())
+        model.load_state_dict(Checkpoint.weights(state))
+        return model
+
+    @staticmethod
     def load(path: Path) -> dict:
         try:
             return torch.load(path, map_location="cpu", weights_only=False)

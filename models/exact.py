@@ -37,7 +37,10 @@ def _exact_conv(layer: nn.Conv2d | nn.ConvTranspose2d, h: torch.Tensor) -> torch
     weight_mass = weight.abs().sum(dim=(0, 2, 3) if transposed else (1, 2, 3)).max().item()
     limit = math.floor((EXACT_LIMIT - bias.abs().max().item()) / max(weight_mass, 1.0))
     h.clamp_(-limit, limit)
-    out = (_transposed_conv if transposed else _conv)(h, weight, layer.stride, layer.padding, getattr(layer, "output_padding", 0))
+    if transposed:
+        out = _transposed_conv(h, weight, layer.stride, layer.padding, layer.output_padding)
+    else:
+        out = _conv(h, weight, layer.stride, layer.padding)
     return out.add_(bias.view(1, -1, 1, 1)).div_(2.0**WEIGHT_BITS).round_()
 
 
@@ -45,7 +48,7 @@ def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a @ b
 
 
-def _conv(h: torch.Tensor, weight: torch.Tensor, stride, padding, _) -> torch.Tensor:
+def _conv(h: torch.Tensor, weight: torch.Tensor, stride, padding) -> torch.Tensor:
     """A convolution as one matrix product over all positions of all images: float64 convolutions
     loop over the batch, which is slow for the many small blocks of a block-wise hyperprior."""
     n, _, height, width = h.shape

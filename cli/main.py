@@ -304,6 +304,29 @@ def export(
         out.print(f"Kodak: {card.kodak['bpp']:.4f} bpp, PSNR {card.kodak['psnr']:.2f} dB, MS-SSIM {card.kodak['ms_ssim']:.4f}")
 
 
+@app.command()
+@one_line_errors
+def pack(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `codec train`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The packed checkpoint.")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
+):
+    """Copy a training checkpoint at about half its size, to commit; `codec train --out COPY` resumes it
+    (Adam's moments in bfloat16, the moving average restarted: close to, not bit for bit, the run)."""
+    import torch
+
+    from codec.fileio import atomic_write
+    from codec.train import Checkpoint
+
+    if not checkpoint.is_file():
+        raise CodecError(f"{checkpoint}: no such checkpoint")
+    if output.exists() and not force:
+        raise CodecError(f"{output} exists (use --force to overwrite)")
+    packed = Checkpoint.packed(Checkpoint.load(checkpoint))
+    atomic_write(output, lambda f: torch.save(packed, f))
+    out.print(f"packed {checkpoint} at step {packed['step']} into {output} ({output.stat().st_size / 1e6:.1f} MB)")
+
+
 @app.command("eval")
 @one_line_errors
 def evaluate(

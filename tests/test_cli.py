@@ -126,6 +126,15 @@ def test_train_resume_and_register(codec_home, tmp_path, image_file):
     assert result.exit_code == 0, result.output
     assert "resuming" in result.stderr and "registered model mine" in result.stdout
     assert run("compress", image_file, "--model", "mine").exit_code == 0
+    packed = tmp_path / "packed.ckpt"
+    result = run("pack", checkpoint, "-o", packed)
+    assert result.exit_code == 0 and "at step 3" in result.stdout, result.output
+    assert_one_line_error(run("pack", checkpoint, "-o", packed), "exists")
+    assert_one_line_error(run("pack", tmp_path / "none.ckpt", "-o", tmp_path / "p.ckpt"), "no such checkpoint")
+    assert_one_line_error(run("pack", image_file, "-o", tmp_path / "p.ckpt"), "not a readable training checkpoint")
+    assert not (tmp_path / "p.ckpt").exists()
+    result = run(*[packed if arg == checkpoint else arg for arg in common], "--steps", 4)
+    assert result.exit_code == 0 and "resuming" in result.stderr, result.output
 
 
 def test_train_errors(codec_home, tmp_path):

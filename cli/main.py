@@ -185,11 +185,17 @@ def decompress(
 @app.command()
 @one_line_errors
 def models():
-    """List the installed models and their Kodak scores."""
+    """List the installed models and their Kodak scores: the rate points, earlier shipped ones, the user's."""
     from models.registry import SHIPPED_DIR, list_models
 
+    def where(card) -> str:
+        if card.directory != SHIPPED_DIR:
+            return "user"
+        return "shipped" if card.quality else "earlier"  # kept so that their files still decode
+
+    order = {"shipped": 0, "earlier": 1, "user": 2}
     table = Table("name", "q", "architecture", "λ", "Kodak bpp", "PSNR", "MS-SSIM", "where", box=None)
-    for card in list_models():
+    for card in sorted(list_models(), key=lambda card: (order[where(card)], card.quality or 0)):
         kodak = card.kodak
         attention = card.config.get("hyper_attention", "none")
         table.add_row(
@@ -200,7 +206,7 @@ def models():
             f"{kodak['bpp']:.3f}" if kodak else "-",
             f"{kodak['psnr']:.2f}" if kodak else "-",
             f"{kodak['ms_ssim']:.4f}" if kodak else "-",
-            "shipped" if card.directory == SHIPPED_DIR else "user",
+            where(card),
         )
     out.print(table)
 

@@ -1,4 +1,4 @@
-"""The shipped default model: present, intact, and coding the project's sample image."""
+"""The shipped models: present, intact, in order, and coding the project's sample image."""
 
 import math
 from pathlib import Path
@@ -8,7 +8,7 @@ import torch
 import codec
 from codec.image import open_image, to_tensor
 from codec.metrics import psnr
-from models.registry import DEFAULT_QUALITY, card_for_quality, list_models, load_model, SHIPPED_DIR
+from models.registry import DEFAULT_QUALITY, SHIPPED_DIR, card_for_quality, list_models, load_model, quality_levels
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample.png"
 
@@ -36,3 +36,17 @@ def test_default_model_codes_the_sample_image():
     estimate = sum(-torch.log2(l).sum().item() for l in likelihoods.values()) / 8
     header = 28 + len(card.name) + 4 * len(model.latent_names)
     assert math.isclose(len(data) - header, estimate, rel_tol=0.03)
+
+
+def test_every_shipped_model_decodes_its_own_files():
+    """Earlier rate points stay shipped, without a quality level, so that their files still decode."""
+    image = open_image(SAMPLE).crop((0, 0, 96, 64))
+    for card in list_models():
+        if card.directory == SHIPPED_DIR:
+            assert psnr(image, codec.decompress(codec.compress(image, model=card.name))) > 20, card.name
+
+
+def test_quality_levels_climb_in_rate_and_quality_on_kodak():
+    scores = [(card.kodak["bpp"], card.kodak["psnr"]) for card in quality_levels()]
+    assert len(scores) >= 6
+    assert all(low[0] < high[0] and low[1] < high[1] for low, high in zip(scores, scores[1:]))

@@ -1,15 +1,19 @@
-"""Where our coding time goes, and the floor that the transforms' arithmetic sets.
+"""Where the float32 path's coding time goes, and the floor that the transforms' arithmetic sets.
 
-speed.py's goal is encode+decode in half of CompressAI's time with the same model. Both codecs run
-the same g_a and g_s, so this script times each of their layers as our codec runs them (channels-
-last, inference, freed memory kept) against this machine's float32 matrix-multiply rate at the same
-thread count, times the other stages of our compress and decompress, and, alternating with ours in
-worker processes as speed.py runs them, CompressAI's own compress/decompress. Pause other work first.
+speed.py's goal is encode+decode in half of CompressAI's time with the same model. Where the CPU
+computes bfloat16 natively our codec reaches it by running g_a and g_s in bfloat16; elsewhere it
+codes in float32, and both codecs then run the same float32 g_a and g_s. This script times each of
+their layers as our float32 coding runs them (channels-last, inference, freed memory kept, the
+first and last layers in their faster forms) against this machine's float32 matrix-multiply rate
+at the same thread count, times the other stages of our float32 compress and decompress, and,
+alternating with ours in worker processes as speed.py runs them, CompressAI's own
+compress/decompress. Pause other work first.
 
     python benchmarks/compute_bound.py ../shared/data/kodak --images 3
 """
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -20,7 +24,8 @@ from torch import nn
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
-from models.architectures import bounded
+from models.architectures import bounded, decode_symbols, encode_symbols
+from models.strided import depth_to_space_conv, space_to_depth_conv
 from models.layers import GDN
 from models.registry import card_for_quality, get_card, load_model
 from speed import Worker
@@ -52,13 +57,23 @@ def layer_macs(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return y.numel() * layer.in_channels * kernel
 
 
+def coding_layer(layer: nn.Module):
+    """The layer as float32 coding runs it (models.architectures.coding_form)."""
+    if isinstance(layer, nn.Conv2d) and layer.stride == (2, 2) and layer.in_channels == 3:
+        return functools.partial(space_to_depth_conv, layer)
+    if isinstance(layer, nn.ConvTranspose2d) and layer.stride == (2, 2) and layer.out_channels == 3:
+        return functools.partial(depth_to_space_conv, layer)
+    return layer
+
+
 def profile_transform(name: str, transform: nn.Sequential, x: torch.Tensor, rate: float, repeat: int) -> tuple[float, float]:
     """Print each layer's time and arithmetic rate; return the transform's (seconds, MACs)."""
     total_seconds = total_macs = 0
     x = x.contiguous(memory_format=torch.channels_last)
     for index, layer in enumerate(transform):
-        y = layer(x.clone())  # GDN works in place: every timing gets a fresh copy of its input
-        seconds = median_seconds(lambda: layer(x.clone()), repeat)
+        run = coding_layer(layer)
+        y = run(x.clone()).contiguous(memory_format=torch.channels_last)  # GDN works in place: each timing gets a fresh input
+        seconds = median_seconds(lambda: run(x.clone()), repeat)
         macs = layer_macs(layer, x, y)
         total_seconds, total_macs = total_seconds + seconds, total_macs + macs
         print(f"  {name}[{index}] {type(layer).__name__:16s} in {tuple(x.shape[1:])!s:17s} {seconds * 1e3:7.1f} ms"
@@ -76,17 +91,18 @@ def stage_times(model, x: torch.Tensor, repeat: int) -> dict[str, float]:
     z_hat = model.entropy_bottleneck.decompress([z_string], z.shape[-2:])
     scales, means = model.gaussian_params(z_hat)
     indexes = model.scale_indexes(scales)
-    y_string = model.gaussian_conditional.compress(y, indexes, means=means)[0]
-    y_hat = model.gaussian_conditional.decompress([bounded(y_string, indexes.numel())], indexes, means=means)
+    conditional = model.gaussian_conditional
+    y_string = encode_symbols(conditional, conditional.quantize(y, "symbols", means), indexes)
+    y_hat = model.decode_y(y_string, z_hat)
     return {
         "g_a": median_seconds(lambda: model.analysis(x), repeat),
         "h_a": median_seconds(lambda: model.h_a(model.hyper_input(y)), repeat),
         "z coding (each way)": median_seconds(lambda: model.entropy_bottleneck.compress(z), repeat),
         "h_s, exact (each way)": median_seconds(lambda: model.gaussian_params(z_hat), repeat),
         "h_s in float32, for comparison": median_seconds(lambda: model.h_s(z_hat), repeat),
-        "y encoding": median_seconds(lambda: model.gaussian_conditional.compress(y, indexes, means=means), repeat),
+        "y encoding": median_seconds(lambda: encode_symbols(conditional, conditional.quantize(y, "symbols", means), indexes), repeat),
         "y decoding": median_seconds(
-            lambda: model.gaussian_conditional.decompress([bounded(y_string, indexes.numel())], indexes, means=means), repeat),
+            lambda: decode_symbols(conditional, bounded(y_string, indexes.numel()), indexes), repeat),
         "g_s": median_seconds(lambda: model.synthesis(y_hat), repeat),
     }
 
@@ -101,7 +117,7 @@ def main():
     args = parser.parse_args()
     arrays = [np.asarray(open_image(path).convert("RGB")) for path in image_files(args.images)[: args.count]]
 
-    workers = {side: Worker(side, args.model, args.threads) for side in ("ours", "compressai")}
+    workers = {side: Worker(side, args.model, args.threads) for side in ("ours-float32", "compressai")}
     totals = {side: [] for side in workers}
     for array in arrays:
         for _ in range(args.repeat):
@@ -114,6 +130,7 @@ def main():
     retain_freed_memory()
     torch.set_num_threads(args.threads)
     model = load_model(get_card(args.model) if args.model else card_for_quality(None))
+    model.coding_dtype = torch.float32
     rate = gemm_rate(args.threads, args.repeat)
     x = to_tensor(open_image(image_files(args.images)[0]).convert("RGB"), 64)
     print(f"float32 matrix product (2048³), {args.threads} threads: {rate / 1e9:.1f} GMAC/s")
@@ -123,13 +140,13 @@ def main():
         y_hat = torch.round(model.analysis(x))
         g_s_seconds, g_s_macs = profile_transform("g_s", model.g_s, y_hat, rate, args.repeat)
         stages = stage_times(model, x, args.repeat)
-    print("our stages, as compress/decompress run them:")
+    print("our stages, as float32 compress/decompress run them:")
     for name, seconds in stages.items():
         print(f"  {name:32s} {seconds * 1e3:7.1f} ms")
-    ours, reference = (statistics.median(totals[side]) for side in ("ours", "compressai"))
+    ours, reference = (statistics.median(totals[side]) for side in ("ours-float32", "compressai"))
     floor = (g_a_macs + g_s_macs) / rate
     print(f"encode+decode, {len(arrays)} image(s) x {args.repeat}, worker processes as in speed.py (medians): "
-          f"ours {ours:.3f} s, CompressAI {reference:.3f} s, ratio {ours / reference:.2f}")
+          f"ours in float32 {ours:.3f} s, CompressAI {reference:.3f} s, ratio {ours / reference:.2f}")
     print(f"g_a + g_s: {(g_a_macs + g_s_macs) / 1e9:.1f} GMAC, measured {(g_a_seconds + g_s_seconds):.3f} s layer by layer;"
           f" at the matrix rate {floor:.3f} s = {floor / reference:.2f} of CompressAI's encode+decode")
 

@@ -1,11 +1,13 @@
 """Our compress/decompress against CompressAI's own, same architecture and same weights.
 
-Two worker processes, each with 2 threads: one runs our model's compress/decompress as the `codec`
-command does (tiled transforms, channels-last, freed memory kept, see codec/allocator.py), the other
-CompressAI's MeanScaleHyperprior loaded with the same weights, run as its users run it. The parent
-gives them the same padded image in turn, image by image and repeat by repeat, so both see the same
-machine load. Reports median encode and decode times, their ratio, peak RSS of each step (the
-process's, libraries and model included; each image size gets fresh workers), and checks equal RD: bits within 1 %, PSNR within 0.01 dB.
+Worker processes, each with 2 threads: "ours" runs our model's compress/decompress as the `codec`
+command does (tiled transforms, channels-last, freed memory kept, see codec/allocator.py, and g_a
+and g_s in bfloat16 where the CPU has it natively), "ours-float32" the same in float32, and
+"compressai" CompressAI's MeanScaleHyperprior loaded with the same weights, run as its users run it.
+The parent gives them the same padded image in turn, image by image and repeat by repeat, so all
+see the same machine load. Reports median encode and decode times, their ratio to CompressAI's,
+peak RSS of each step (the process's, libraries and model included; each image size gets fresh
+workers), and checks equal RD of ours against ours-float32: bits within 1 %, PSNR within 0.01 dB.
 CompressAI's model has no hyperprior blocks: for a model with them (hyper_block) it runs the same
 weights over the whole image, with the same transforms but other bits (the mean bits ratio says how many).
 
@@ -33,7 +35,7 @@ from codec.image import open_image, to_image, to_tensor
 from codec.metrics import psnr
 from models.registry import card_for_quality, get_card, load_model
 
-SIDES = ("ours", "compressai")
+SIDES = ("ours", "ours-float32", "compressai")
 
 
 def reference_copy(model):
@@ -64,10 +66,12 @@ def peak_rss_mb() -> float:
 def worker(connection, side: str, model_name: str | None, threads: int) -> None:
     """Serve (image array) -> (encode s, decode s, bits, PSNR, encode and decode peak RSS in MB)
     until sent None. Each peak is the process's, model and libraries included, during that step."""
-    if side == "ours":
+    if side != "compressai":
         retain_freed_memory()
     torch.set_num_threads(threads)
     model = load_model(get_card(model_name) if model_name else card_for_quality(None))
+    if side == "ours-float32":
+        model.coding_dtype = torch.float32
     if side == "compressai":
         model = reference_copy(model)
     while (array := connection.recv()) is not None:
@@ -77,7 +81,7 @@ def worker(connection, side: str, model_name: str | None, threads: int) -> None:
         height, width = x.shape[-2:]
         with torch.inference_mode():
             start = time.perf_counter()
-            if side == "ours":
+            if side != "compressai":
                 strings = model.compress(x)
             else:
                 coded = model.compress(x)
@@ -87,7 +91,7 @@ def worker(connection, side: str, model_name: str | None, threads: int) -> None:
             del x  # what the decoder gets is the file: the strings and the size
             reset_peak_rss()
             decoding = time.perf_counter()
-            if side == "ours":
+            if side != "compressai":
                 x_hat = model.decompress(strings, height, width)
             else:
                 x_hat = model.decompress(coded["strings"], coded["shape"])["x_hat"]
@@ -127,29 +131,35 @@ def mosaic(images: list[np.ndarray], width: int, height: int) -> np.ndarray:
 def run(label: str, arrays: list[np.ndarray], sides: tuple[str, ...], args) -> None:
     workers = {side: Worker(side, args.model, args.threads) for side in sides}
     times = {(side, step): [] for side in sides for step in ("encode", "decode")}
-    rd_differs, bit_ratios = 0, []
+    rd, peaks = [], {}  # rd: per image, side -> (bits, PSNR) of its last coding
     for array in arrays:
         results = {}
         for _ in range(args.repeat):
             for side in sides:
-                encode, decode, bits, quality, peak = results[side] = workers[side].code(array)
+                encode, decode, bits, quality, peaks[side] = workers[side].code(array)
                 times[side, "encode"].append(encode)
                 times[side, "decode"].append(decode)
-        if len(sides) == 2:
-            (ours_bits, ours_psnr), (ref_bits, ref_psnr) = (results[s][2:4] for s in sides)
-            rd_differs += abs(ours_bits / ref_bits - 1) >= 0.01 or abs(ours_psnr - ref_psnr) >= 0.01
-            bit_ratios.append(ours_bits / ref_bits)
+                results[side] = bits, quality
+        rd.append(results)
     print(f"\n{label}: {len(arrays)} image(s) of {arrays[0].shape[1]}x{arrays[0].shape[0]}, {args.repeat} repeat(s), {args.threads} threads")
+    pixels = arrays[-1].shape[0] * arrays[-1].shape[1]
     for side in sides:
         encode, decode = (statistics.median(times[side, step]) for step in ("encode", "decode"))
-        print(f"  {side:10s} encode {encode:7.3f} s  decode {decode:7.3f} s  (medians)  peak RSS encode {results[side][4][0]:5.0f} MB"
-              f" decode {results[side][4][1]:5.0f} MB"
-              f"  last image {results[side][2] / array.shape[0] / array.shape[1]:.4f} bpp {results[side][3]:.2f} dB")
-    if len(sides) == 2:
-        total = {side: statistics.median(times[side, "encode"]) + statistics.median(times[side, "decode"]) for side in sides}
-        print(f"  encode+decode, ours / CompressAI: {total['ours'] / total['compressai']:.2f}"
-              f"   RD equal (bits 1 %, PSNR 0.01 dB) on {len(arrays) - rd_differs}/{len(arrays)} images,"
-              f" bits ours / CompressAI {statistics.mean(bit_ratios):.3f} (mean)")
+        bits, quality = rd[-1][side]
+        print(f"  {side:12s} encode {encode:7.3f} s  decode {decode:7.3f} s  (medians)  peak RSS encode {peaks[side][0]:5.0f} MB"
+              f" decode {peaks[side][1]:5.0f} MB  last image {bits / pixels:.4f} bpp {quality:.2f} dB")
+    total = {side: statistics.median(times[side, "encode"]) + statistics.median(times[side, "decode"]) for side in sides}
+    if "compressai" in sides:
+        for side in sides[:-1]:
+            print(f"  encode+decode, {side} / CompressAI: {total[side] / total['compressai']:.2f}")
+        print(f"  bits ours / CompressAI {statistics.mean(r['ours'][0] / r['compressai'][0] for r in rd):.3f} (mean)")
+    if "ours-float32" in sides:
+        bits = [r["ours"][0] / r["ours-float32"][0] - 1 for r in rd]
+        gains = [r["ours"][1] - r["ours-float32"][1] for r in rd]
+        equal = sum(abs(b) < 0.01 and abs(g) < 0.01 for b, g in zip(bits, gains))
+        print(f"  ours against ours-float32: RD equal (bits 1 %, PSNR 0.01 dB) on {equal}/{len(rd)} images;"
+              f" bits {100 * min(bits):+.2f} to {100 * max(bits):+.2f} %, PSNR {min(gains):+.3f} to {max(gains):+.3f} dB"
+              f" (mean {statistics.mean(gains):+.4f})")
     for w in workers.values():
         w.close()
 

@@ -4,9 +4,12 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from tests.conftest import natural_image, small_model
 from codec.image import to_tensor
+from models.architectures import decode_symbols, encode_symbols
+from models.strided import depth_to_space_conv, space_to_depth_conv
 
 CASES = [("factorized", {}), ("scale-hyperprior", {"hyper_attention": "none"}), ("mean-scale-hyperprior", {"hyper_attention": "none"})]
 CASES += [(arch, {"hyper_attention": a}) for arch in ("scale-hyperprior", "mean-scale-hyperprior") for a in ("grn", "gc", "sge", "gct")]
@@ -99,3 +102,46 @@ def test_hyper_block_sets_the_image_multiple():
     assert small_model(hyper_block=8).downsampling == 128
     with pytest.raises(ValueError, match="multiple of 4"):
         small_model(hyper_block=6)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_faster_forms_of_the_strided_layers_compute_the_same_sums(kernel):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, kernel, stride=2, padding=kernel // 2)
+    deconv = nn.ConvTranspose2d(8, 3, kernel, stride=2, padding=kernel // 2, output_padding=1)
+    x, h = torch.randn(2, 3, 16, 24), torch.randn(2, 8, 8, 12)
+    with torch.no_grad():
+        assert torch.allclose(space_to_depth_conv(conv, x), conv(x), atol=1e-5)
+        assert torch.allclose(depth_to_space_conv(deconv, h), deconv(h), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_coding_runs_the_transforms_of_training(dtype):
+    """Coding's form of g_a and g_s (channels-last, faster first and last layers, bfloat16 where
+    chosen) computes the transforms: to float32's rounding, or to about 1 % in bfloat16."""
+    model = small_model(N=32, M=48)
+    model.coding_dtype = dtype
+    x = to_tensor(natural_image(192, 128))
+    tolerance = 1e-5 if dtype == torch.float32 else 0.02
+    with torch.inference_mode():
+        y = model.g_a(x)
+        y_hat = torch.round(y * 20)  # latents as large as trained models' (a bfloat16 y would be off by 1/8)
+        for coded, plain in ((model.analysis(x), y), (model.synthesis(y_hat), model.g_s(y_hat))):
+            assert torch.allclose(coded, plain, atol=tolerance * plain.abs().max().item())
+        assert model.analysis(x).dtype == model.synthesis(y_hat).dtype == torch.float32
+
+
+def test_symbols_code_to_compressais_streams():
+    """y's symbols go to the rANS coder as int32 buffers: the very stream CompressAI's own compress
+    writes from Python lists, and back."""
+    model = small_model()
+    x = to_tensor(natural_image(128, 128))
+    with torch.inference_mode():
+        y = model.analysis(x)
+        scales, means = model.gaussian_params(torch.round(model.hyper_analysis(y)))
+        indexes = model.scale_indexes(scales)
+        conditional = model.gaussian_conditional
+        symbols = conditional.quantize(y, "symbols", means)
+        string = encode_symbols(conditional, symbols, indexes)
+        assert string == conditional.compress(y, indexes, means=means)[0]
+        assert torch.equal(decode_symbols(conditional, string, indexes), symbols)

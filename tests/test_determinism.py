@@ -39,7 +39,7 @@ def test_same_latents_with_one_and_two_threads(tiny_model, threads, monkeypatch)
         latents.append(y_hat.clone())
         return torch.zeros(1, 3, 16 * y_hat.shape[-2], 16 * y_hat.shape[-1])
 
-    monkeypatch.setattr(model.g_s, "forward", capture)
+    monkeypatch.setattr(model, "synthesis", capture)
     for count in (2, 1):
         torch.set_num_threads(count)
         codec.decompress(data)
@@ -86,3 +86,16 @@ def test_hostile_hyper_latents_stay_finite_and_exact():
         with split_channel_sums():
             assert torch.equal(exact_forward(model.h_s, z), out)
     assert torch.isfinite(out).all()
+
+
+def test_exact_path_follows_changed_weights():
+    """The exact path keeps its grid weights between calls; a change of the weights (a training
+    step, a load) must reach it."""
+    model = small_model("mean-scale-hyperprior")
+    z = torch.round(torch.randn(1, 16, 3, 3, generator=torch.Generator().manual_seed(2)) * 4)
+    with torch.no_grad():
+        before = exact_forward(model.h_s, z)
+        assert torch.equal(exact_forward(model.h_s, z), before)
+        model.h_s[0].weight.mul_(2)
+        assert torch.allclose(exact_forward(model.h_s, z), model.h_s(z), atol=0.05)
+        assert not torch.equal(exact_forward(model.h_s, z), before)

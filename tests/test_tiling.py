@@ -7,7 +7,7 @@ import torch
 import codec
 from codec.image import to_image, to_tensor
 from codec.metrics import psnr
-from models.architectures import FactorizedPrior, ScaleHyperprior
+from models.architectures import FactorizedPrior, ScaleHyperprior, cpu_computes_bfloat16
 from models.exact import exact_forward
 from models.registry import card_for_quality, load_model
 from models.tiling import blockwise
@@ -28,14 +28,19 @@ def small_tiles(monkeypatch):
     set_tiles(monkeypatch, 128, 8, 2)
 
 
-def test_tiled_transforms_compute_what_the_whole_image_pass_does(small_tiles):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_tiled_transforms_compute_what_the_whole_image_pass_does(monkeypatch, dtype):
     model = small_model(N=32, M=48)
+    model.coding_dtype = dtype
     x = to_tensor(natural_image(448, 320))
     with torch.inference_mode():
+        set_tiles(monkeypatch, 128, 8, 2, whole=1 << 30)
         y = model.analysis(x)
-        assert torch.allclose(y, model.g_a(x), atol=1e-5)
-        y_hat = torch.round(y)
-        assert torch.allclose(model.synthesis(y_hat), model.g_s(y_hat), atol=1e-5)
+        y_hat = torch.round(y * 20)
+        x_hat = model.synthesis(y_hat)
+        set_tiles(monkeypatch, 128, 8, 2)
+        assert torch.allclose(model.analysis(x), y, atol=1e-5)
+        assert torch.allclose(model.synthesis(y_hat), x_hat, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["scale-hyperprior", "mean-scale-hyperprior"])
@@ -61,9 +66,14 @@ def threads():
     torch.set_num_threads(saved)
 
 
-def test_tiled_coding_round_trips_exactly(small_tiles, tiny_model, threads):
+@pytest.mark.parametrize("dtype", [
+    torch.float32,
+    pytest.param(torch.bfloat16, marks=pytest.mark.skipif(not cpu_computes_bfloat16(), reason="coding uses bfloat16 only where the CPU has it")),
+])
+def test_tiled_coding_round_trips_exactly(small_tiles, tiny_model, threads, monkeypatch, dtype):
     """The decoder rebuilds the encoder's quantized latents and reconstruction to the bit, with
-    1, 2 or 3 threads."""
+    1, 2 or 3 threads, in either precision that coding uses."""
+    monkeypatch.setattr(FactorizedPrior, "coding_dtype", dtype)
     image = natural_image(330, 270)
     data = codec.compress(image, model="tiny")
     model = load_model(tiny_model)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from codec.allocator import retain_freed_memory
+from codec.allocator import bounded_heap, retain_freed_memory
 from codec.fileio import image_files
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import psnr
@@ -76,10 +76,11 @@ def worker(connection, side: str, model_name: str | None, threads: int) -> None:
         model = reference_copy(model)
     while (array := connection.recv()) is not None:
         image = Image.fromarray(array, "RGB")
-        reset_peak_rss()
-        x = to_tensor(image, 64)
-        height, width = x.shape[-2:]
-        with torch.inference_mode():
+        large = side != "compressai" and array.shape[0] * array.shape[1] > model.whole_pixels
+        with bounded_heap(large), torch.inference_mode():  # as codec.compress and decompress do
+            reset_peak_rss()
+            x = to_tensor(image, 64)
+            height, width = x.shape[-2:]
             start = time.perf_counter()
             if side != "compressai":
                 strings = model.compress(x)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 from PIL import Image
 
+from codec.allocator import bounded_heap
 from codec.bitstream import Bitstream
 from codec.errors import BitstreamError, CodecError, ModelError
 from codec.image import open_image, to_image, to_tensor
@@ -30,7 +31,7 @@ def compress(image: str | Path | Image.Image, quality: int | None = None, model:
     card = get_card(model) if model is not None else card_for_quality(quality)
     image = open_image(image)
     net = load_model(card)
-    with torch.inference_mode():
+    with bounded_heap(image.width * image.height > net.whole_pixels), torch.inference_mode():
         strings = net.compress(to_tensor(image, net.downsampling))
     return Bitstream(card.name, card.weights_hash, image.width, image.height, image.mode, tuple(strings)).to_bytes()
 
@@ -52,9 +53,9 @@ def decompress(data: bytes) -> Image.Image:
         raise BitstreamError(f"model {card.name} needs {len(net.latent_names)} streams, the file has {len(stream.streams)}")
     multiple = net.downsampling
     height, width = -(-stream.height // multiple) * multiple, -(-stream.width // multiple) * multiple
-    with torch.inference_mode():
+    with bounded_heap(height * width > net.whole_pixels), torch.inference_mode():
         x_hat = net.decompress(list(stream.streams), height, width)
-    return to_image(x_hat[..., : stream.height, : stream.width], stream.mode)
+        return to_image(x_hat[..., : stream.height, : stream.width], stream.mode)
 
 
 class Targeted(NamedTuple):

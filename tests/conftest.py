@@ -5,10 +5,17 @@ import pytest
 import torch
 from PIL import Image
 
-from models.architectures import build_model
+from models.architectures import build_model, cpu_computes_bfloat16
 from models.registry import save_model
 
 SMALL = {"N": 16, "M": 32}
+
+# The precisions coding uses: float32 everywhere, bfloat16 where the CPU computes it natively (other
+# CPUs emulate it, with no promise about tiles or thread counts, and coding never uses it there).
+CODING_DTYPES = [
+    torch.float32,
+    pytest.param(torch.bfloat16, marks=pytest.mark.skipif(not cpu_computes_bfloat16(), reason="no native bfloat16 on this CPU")),
+]
 
 
 def natural_image(width: int, height: int, seed: int = 0) -> Image.Image:

@@ -7,11 +7,11 @@ import torch
 import codec
 from codec.image import to_image, to_tensor
 from codec.metrics import psnr
-from models.architectures import FactorizedPrior, ScaleHyperprior, cpu_computes_bfloat16
+from models.architectures import FactorizedPrior, ScaleHyperprior
 from models.exact import exact_forward
 from models.registry import card_for_quality, load_model
 from models.tiling import blockwise
-from tests.conftest import natural_image, small_model
+from tests.conftest import CODING_DTYPES, natural_image, small_model
 
 
 def set_tiles(monkeypatch, analysis: int, synthesis: int, hyper: int, analysis_halo: int = 32, whole: int = 0):
@@ -28,7 +28,7 @@ def small_tiles(monkeypatch):
     set_tiles(monkeypatch, 128, 8, 2)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", CODING_DTYPES)
 def test_tiled_transforms_compute_what_the_whole_image_pass_does(monkeypatch, dtype):
     model = small_model(N=32, M=48)
     model.coding_dtype = dtype
@@ -66,10 +66,7 @@ def threads():
     torch.set_num_threads(saved)
 
 
-@pytest.mark.parametrize("dtype", [
-    torch.float32,
-    pytest.param(torch.bfloat16, marks=pytest.mark.skipif(not cpu_computes_bfloat16(), reason="coding uses bfloat16 only where the CPU has it")),
-])
+@pytest.mark.parametrize("dtype", CODING_DTYPES)
 def test_tiled_coding_round_trips_exactly(small_tiles, tiny_model, threads, monkeypatch, dtype):
     """The decoder rebuilds the encoder's quantized latents and reconstruction to the bit, with
     1, 2 or 3 threads, in either precision that coding uses."""

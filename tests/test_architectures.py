@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import natural_image, small_model
+from tests.conftest import CODING_DTYPES, natural_image, small_model
 from codec.image import to_tensor
 from models.architectures import decode_symbols, encode_symbols
 from models.strided import depth_to_space_conv, space_to_depth_conv
@@ -115,7 +115,7 @@ def test_faster_forms_of_the_strided_layers_compute_the_same_sums(kernel):
         assert torch.allclose(depth_to_space_conv(deconv, h), deconv(h), atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", CODING_DTYPES)
 def test_coding_runs_the_transforms_of_training(dtype):
     """Coding's form of g_a and g_s (channels-last, faster first and last layers, bfloat16 where
     chosen) computes the transforms: to float32's rounding, or to about 1 % in bfloat16."""

@@ -13,7 +13,6 @@ compress/decompress. Pause other work first.
 """
 
 import argparse
-import functools
 import statistics
 import time
 
@@ -24,8 +23,7 @@ from torch import nn
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
-from models.architectures import bounded, decode_symbols, encode_symbols
-from models.strided import depth_to_space_conv, space_to_depth_conv
+from models.architectures import bounded, coding_layers, decode_symbols, encode_symbols
 from models.layers import GDN
 from models.registry import card_for_quality, get_card, load_model
 from speed import Worker
@@ -57,21 +55,11 @@ def layer_macs(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return y.numel() * layer.in_channels * kernel
 
 
-def coding_layer(layer: nn.Module):
-    """The layer as float32 coding runs it (models.architectures.coding_form)."""
-    if isinstance(layer, nn.Conv2d) and layer.stride == (2, 2) and layer.in_channels == 3:
-        return functools.partial(space_to_depth_conv, layer)
-    if isinstance(layer, nn.ConvTranspose2d) and layer.stride == (2, 2) and layer.out_channels == 3:
-        return functools.partial(depth_to_space_conv, layer)
-    return layer
-
-
 def profile_transform(name: str, transform: nn.Sequential, x: torch.Tensor, rate: float, repeat: int) -> tuple[float, float]:
     """Print each layer's time and arithmetic rate; return the transform's (seconds, MACs)."""
     total_seconds = total_macs = 0
     x = x.contiguous(memory_format=torch.channels_last)
-    for index, layer in enumerate(transform):
-        run = coding_layer(layer)
+    for index, (layer, run) in enumerate(zip(transform, coding_layers(transform))):
         y = run(x.clone()).contiguous(memory_format=torch.channels_last)  # GDN works in place: each timing gets a fresh input
         seconds = median_seconds(lambda: run(x.clone()), repeat)
         macs = layer_macs(layer, x, y)

@@ -8,10 +8,10 @@ freed blocks reusable at once; the price is that the process keeps its peak heap
 which a coding process does soon anyway.
 
 Large images are coded in tiles whose stages leave blocks of many sizes behind, and a heap that keeps
-them all fragments: a 4K compress peaked anywhere from 1.31 to 1.61 GB from run to run. Within
-`bounded_heap` the heap gives back what it frees and blocks from 32 MB are mapped: 1.20-1.31 GB
-over five runs, for about 15 % more wall time of a 4K `codec` command (mapping from 1 MB: 1.19-1.22
-GB, 27 % more).
+them all fragments: a 4K compress or decompress peaked anywhere from 1.31 to 1.61 GB from run to
+run. Within `bounded_heap` the heap gives back what it frees and blocks from 32 MB are mapped:
+1.20-1.31 GB over five runs, for about 15 % more wall time of a 4K `codec` command (mapping from
+1 MB: 1.19-1.22 GB, 27 % more).
 """
 
 from __future__ import annotations

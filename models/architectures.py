@@ -41,8 +41,9 @@ def bounded(string: bytes, symbols: int) -> bytes:
 
 
 # y's symbols go to CompressAI's rANS coder directly, as int32 buffers: its EntropyModel.compress and
-# decompress convert them to and from Python lists, which at 4K took 100 MB, and torch.tensor()
-# over the decoded list took 14 of a Kodak image's 24 ms of y decoding. The same streams either way.
+# decompress convert them to and from Python lists (without them a 4K compress peaked 60 MB lower),
+# and torch.tensor() over the decoded list took 14 of a Kodak image's 24 ms of y decoding. The same
+# streams either way.
 
 
 def _int32_buffer(t: torch.Tensor) -> memoryview:
@@ -74,23 +75,30 @@ def cpu_computes_bfloat16() -> bool:
     return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
-def coding_form(transform: nn.Sequential, dtype: torch.dtype):
-    """The transform as coding runs it: channels-last (oneDNN's fastest layout), its first and last
-    layers in their faster forms below, and, when `dtype` is bfloat16, the transform's
-    `bfloat16_layers` in bfloat16 (through autocast); every other layer, and every output, is float32."""
+def coding_layers(transform: nn.Sequential) -> list:
+    """The transform's layers as coding runs them: a strided first convolution and a strided last
+    transposed one in their faster forms (models/strided.py), the others as they are."""
     first, *middle, last = transform
     if isinstance(first, nn.Conv2d) and first.stride == (2, 2):
         first = functools.partial(space_to_depth_conv, first)
     if isinstance(last, nn.ConvTranspose2d) and last.stride == (2, 2):
         last = functools.partial(depth_to_space_conv, last)
+    return [first, *middle, last]
+
+
+def coding_form(transform: nn.Sequential, dtype: torch.dtype):
+    """The transform as coding runs it: channels-last (oneDNN's fastest layout), its coding_layers,
+    and, when `dtype` is bfloat16, the transform's `bfloat16_layers` in bfloat16 (through autocast);
+    every other layer, and every output, is float32."""
+    layers = coding_layers(transform)
     fast = set(transform.bfloat16_layers) if dtype == torch.bfloat16 else set()
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        h = first(x.contiguous(memory_format=torch.channels_last))
-        for index, layer in enumerate(middle, start=1):
+        h = x.contiguous(memory_format=torch.channels_last)
+        for index, layer in enumerate(layers):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=index in fast):
                 h = layer(h).float()
-        return last(h)
+        return h
 
     return run
 

@@ -29,6 +29,10 @@ WEIGHT_BITS = 16
 EXACT_LIMIT = 2.0**52  # integers up to 2^53 are exact in float64; keep a factor of 2 to spare
 
 
+# layer -> (its parameters' addresses and versions, (grid weight, grid bias, input bound))
+_GRID_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _grid_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The layer's weight and bias as grid integers, and the input bound that keeps its sums exact.
     Preparing them took a fifth of h_s's time, so they are kept until the parameters change: any
@@ -46,9 +50,6 @@ def _grid_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Tenso
     if key is not None:
         _GRID_CACHE[layer] = key, (weight, bias, limit)
     return weight, bias, limit
-
-
-_GRID_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _exact_conv(layer: nn.Conv2d | nn.ConvTranspose2d, h: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,10 @@ from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from models.architectures import bounded, coding_layers, decode_symbols, encode_symbols
 from models.layers import GDN
-from models.registry import card_for_quality, get_card, load_model
+from models.registry import get_card, load_model
 from speed import Worker
+
+COMPARED_MODEL = "msh2-q3"  # a one-rate mean-scale model, the architecture CompressAI also has
 
 
 def median_seconds(function, repeat: int) -> float:
@@ -117,7 +119,7 @@ def main():
 
     retain_freed_memory()
     torch.set_num_threads(args.threads)
-    model = load_model(get_card(args.model) if args.model else card_for_quality(None))
+    model = load_model(get_card(args.model or COMPARED_MODEL))
     model.coding_dtype = torch.float32
     rate = gemm_rate(args.threads, args.repeat)
     x = to_tensor(open_image(image_files(args.images)[0]).convert("RGB"), 64)

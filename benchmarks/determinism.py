@@ -7,7 +7,7 @@ before (encode and decode with the float transform, the decoder in another order
 symbols whose CDF index changed and the images that decode differently. Also reports what the exact
 path costs: bits and PSNR against the float path.
 
-    python benchmarks/determinism.py ../shared/data/kodak [--models msh-q3]
+    python benchmarks/determinism.py ../shared/data/kodak [--models vr1,msh2-q3] [--quality 37.5]
 """
 
 import argparse
@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from codec.api import compress, decompress
+from codec.api import compress, decompress, rate_position
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.metrics import psnr
@@ -60,13 +60,15 @@ def hyper_latent(model, image) -> torch.Tensor:
         return model.entropy_bottleneck.decompress(model.entropy_bottleneck.compress(z), z.shape[-2:])
 
 
-def index_mismatches(model, z_hat) -> tuple[int, int]:
+def index_mismatches(model, z_hat, position: float | None) -> tuple[int, int]:
     """Symbols whose CDF index differs between the float route and the split float route."""
     indexes = []
     with torch.inference_mode():
         for route in (float_route, split_float_route):
             with hyper_route(model, route):
                 scales, _ = model.gaussian_params(z_hat)
+            if position is not None:  # a variable-rate model's symbols have the gained scales
+                scales = scales.double() * model.coding_gains(position)[0]
             indexes.append(model.scale_indexes(scales))
     return int((indexes[0] != indexes[1]).sum()), indexes[0].numel()
 
@@ -86,7 +88,8 @@ def hyper_seconds(model, z_hat) -> tuple[float, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images")
-    parser.add_argument("--models", help="comma-separated model names (default: the shipped rate points)")
+    parser.add_argument("--models", help="comma-separated model names (default: the shipped ones)")
+    parser.add_argument("--quality", type=float, help="a variable-rate model's quality (default: its own)")
     args = parser.parse_args()
     names = args.models.split(",") if args.models else [c.name for c in list_models() if c.directory == SHIPPED_DIR]
     files = image_files(args.images)
@@ -94,10 +97,13 @@ def main():
     costs, timings = [], []
     start = time.perf_counter()
     for name in names:
-        model = load_model(get_card(name))
+        card = get_card(name)
+        model = load_model(card)
+        quality = None if card.lmbda is not None else args.quality if args.quality is not None else card.default_quality
+        position = None if quality is None else rate_position(model, round(quality * 100))
         for path in files:
             image = open_image(path)
-            data = compress(image, model=name)
+            data = compress(image, quality=quality, model=name)
             reference = np.asarray(decompress(data))
             saved = torch.get_num_threads()
             torch.set_num_threads(1)
@@ -108,13 +114,13 @@ def main():
             totals["decodes"] += 3
             totals["exact mismatches"] += int(not np.array_equal(one_thread, reference)) + int(not np.array_equal(split, reference))
             with hyper_route(model, float_route):
-                float_data = compress(image, model=name)
+                float_data = compress(image, quality=quality, model=name)
                 float_image = decompress(float_data)
             with hyper_route(model, split_float_route):
                 float_split = decompress(float_data)
             totals["float images differing"] += int(not np.array_equal(np.asarray(float_split), np.asarray(float_image)))
             z_hat = hyper_latent(model, image)
-            mismatched, symbols = index_mismatches(model, z_hat)
+            mismatched, symbols = index_mismatches(model, z_hat, position)
             timings.append(hyper_seconds(model, z_hat))
             totals["float index mismatches"] += mismatched
             totals["symbols"] += symbols

@@ -29,7 +29,7 @@ import torch
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.train import Contender, Trainer, TrainConfig, load_validation, race
-from models.registry import quality_levels
+from models.registry import SHIPPED_DIR, list_models
 
 LMBDA = 0.0067
 
@@ -67,8 +67,9 @@ class ProbeTrainer:
 
 
 def db_per_doubling(bpp: float) -> float:
-    """Slope of the shipped models' Kodak curve around `bpp`, in dB per doubling of the rate."""
-    points = sorted((card.kodak["bpp"], card.kodak["psnr"]) for card in quality_levels() if card.kodak)
+    """Slope of the shipped one-rate models' Kodak curve around `bpp`, in dB per doubling of the rate."""
+    points = sorted((card.kodak["bpp"], card.kodak["psnr"]) for card in list_models()
+                    if card.directory == SHIPPED_DIR and card.lmbda is not None and card.kodak)
     pairs = list(zip(points, points[1:]))
     (r0, d0), (r1, d1) = min(pairs, key=lambda pair: abs(math.log(math.sqrt(pair[0][0] * pair[1][0]) / bpp)))
     return (d1 - d0) / math.log2(r1 / r0)

@@ -33,7 +33,9 @@ from codec.allocator import bounded_heap, retain_freed_memory
 from codec.fileio import image_files
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import psnr
-from models.registry import card_for_quality, get_card, load_model
+from models.registry import get_card, load_model
+
+COMPARED_MODEL = "msh2-q3"  # a one-rate mean-scale model, the architecture CompressAI also has
 
 SIDES = ("ours", "ours-float32", "compressai")
 
@@ -69,7 +71,7 @@ def worker(connection, side: str, model_name: str | None, threads: int) -> None:
     if side != "compressai":
         retain_freed_memory()
     torch.set_num_threads(threads)
-    model = load_model(get_card(model_name) if model_name else card_for_quality(None))
+    model = load_model(get_card(model_name or COMPARED_MODEL))
     if side == "ours-float32":
         model.coding_dtype = torch.float32
     if side == "compressai":

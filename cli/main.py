@@ -111,7 +111,7 @@ def compress_one(job: tuple[Path, Path, dict, bool]) -> tuple[str, list[str]]:
         data = result.data
         wanted = f"{setting['bpp']:g} bpp" if "bpp" in setting else f"{setting['psnr']:g} dB"
         reached = "reached" if result.met else "not reachable, closest"
-        chosen = f"  (target {wanted}: {reached} q{result.quality}" + ("" if result.psnr is None else f", {result.psnr:.2f} dB") + ")"
+        chosen = f"  (target {wanted}: {reached} q{result.quality:g}" + ("" if result.psnr is None else f", {result.psnr:.2f} dB") + ")"
     else:
         data, chosen = compress_image(image, **setting), ""
     write_bytes_atomic(target, data)
@@ -129,10 +129,11 @@ def compress_one(job: tuple[Path, Path, dict, bool]) -> tuple[str, list[str]]:
 def compress(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.", show_default=False)],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (or folder, for several inputs).")] = None,
-    quality: Annotated[Optional[int], typer.Option("-q", "--quality", help="Shipped quality level (see `codec models`).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model name, instead of a quality level.")] = None,
-    target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", help="Pick the quality level: the most bits within this many per pixel.")] = None,
-    target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Pick the quality level: the fewest bits reaching this PSNR (dB).")] = None,
+    quality: Annotated[Optional[float], typer.Option(
+        "-q", "--quality", help="Quality from 0 to 100, any value (higher: more bits, better); default: the model's.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `codec models`); default: the shipped one.")] = None,
+    target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", help="Pick the quality: the most bits within this many per pixel (within 2 %).")] = None,
+    target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Pick the quality: the fewest bits reaching this PSNR (dB).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Decode the result and report PSNR and MS-SSIM.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for several inputs, one thread each (one process already uses every core).")] = 1,
@@ -140,10 +141,12 @@ def compress(
     """Compress images into .lic files."""
     from codec.parallel import in_processes
 
-    chosen = {"quality": quality, "model": model, "bpp": target_bpp, "psnr": target_psnr}
+    chosen = {"quality": quality, "bpp": target_bpp, "psnr": target_psnr}
     setting = {key: value for key, value in chosen.items() if value is not None}
     if len(setting) > 1:
-        raise CodecError("give at most one of --quality, --model, --target-bpp and --target-psnr")
+        raise CodecError("give at most one of --quality, --target-bpp and --target-psnr")
+    if model is not None:
+        setting["model"] = model
     if jobs < 1:
         raise CodecError(f"--jobs must be at least 1 (got {jobs})")
     files = expand_inputs(images, IMAGE_SUFFIXES)
@@ -186,23 +189,30 @@ def decompress(
 @one_line_errors
 def models():
     """List the installed models and their Kodak scores: the rate points, earlier shipped ones, the user's."""
-    from models.registry import SHIPPED_DIR, list_models
+    from models.architectures import ARCHITECTURES
+    from models.registry import DEFAULT_MODEL, SHIPPED_DIR, list_models
+
+    def trade_off(card) -> str:
+        if card.lmbda is not None:
+            return f"{card.lmbda:g}"
+        anchors = ARCHITECTURES[card.arch].anchor_lambdas
+        return f"{anchors[0]:g}-{anchors[-1]:g}"
 
     def where(card) -> str:
         if card.directory != SHIPPED_DIR:
             return "user"
-        return "shipped" if card.quality else "earlier"  # kept so that their files still decode
+        return "default" if card.name == DEFAULT_MODEL else "earlier"  # kept so that their files still decode
 
-    order = {"shipped": 0, "earlier": 1, "user": 2}
-    table = Table("name", "q", "architecture", "λ", "Kodak bpp", "PSNR", "MS-SSIM", "where", box=None)
-    for card in sorted(list_models(), key=lambda card: (order[where(card)], card.quality or 0)):
+    order = {"default": 0, "earlier": 1, "user": 2}
+    table = Table("name", "architecture", "λ", "Kodak bpp", "PSNR", "MS-SSIM", "where", box=None,
+                  caption="λ: a variable-rate model's range; Kodak: its scores at its default quality")
+    for card in sorted(list_models(), key=lambda card: order[where(card)]):
         kodak = card.kodak
         attention = card.config.get("hyper_attention", "none")
         table.add_row(
             card.name,
-            str(card.quality or "-"),
             card.arch + ("" if attention == "none" else f" +{attention}"),
-            f"{card.lmbda:g}",
+            trade_off(card),
             f"{kodak['bpp']:.3f}" if kodak else "-",
             f"{kodak['psnr']:.2f}" if kodak else "-",
             f"{kodak['ms_ssim']:.4f}" if kodak else "-",
@@ -215,9 +225,12 @@ def models():
 @one_line_errors
 def train(
     data: Annotated[Path, typer.Option(help="Folder of training images (searched recursively).")],
-    lmbda: Annotated[float, typer.Option(help="Rate-distortion trade-off λ (higher: more bits, better quality).")],
     out_path: Annotated[Path, typer.Option("--out", help="Checkpoint file; an existing one is resumed.")],
-    arch: Annotated[str, typer.Option(help="factorized, scale-hyperprior or mean-scale-hyperprior.")] = "mean-scale-hyperprior",
+    lmbda: Annotated[Optional[float], typer.Option(
+        help="Rate-distortion trade-off λ (higher: more bits, better quality); not for the variable-rate architecture, "
+             "which trains its anchors' λs at once.")] = None,
+    arch: Annotated[str, typer.Option(
+        help="factorized, scale-hyperprior, mean-scale-hyperprior or gained-mean-scale-hyperprior (every rate in one model).")] = "mean-scale-hyperprior",
     hyper_attention: Annotated[str, typer.Option(help="Block in the hyperprior: none, grn, gc, sge, gct.")] = "none",
     hyper_block: Annotated[int, typer.Option(
         help="Side, in latents, of the blocks the hyperprior works on alone (4: 64 pixels); 0: the whole image.")] = 4,
@@ -236,7 +249,9 @@ def train(
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation images, scored every --val-every steps.")] = None,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
     name: Annotated[Optional[str], typer.Option(help="Register the result as this model when done.")] = None,
-    init: Annotated[Optional[str], typer.Option(help="Start from this registered model's weights (its architecture).")] = None,
+    init: Annotated[Optional[str], typer.Option(
+        help="Start from this registered model's weights, or a training checkpoint's (a path); a variable-rate "
+             "--arch may start from a one-rate model.")] = None,
 ):
     """Train a rate point on the rate-distortion loss; resumable, then registered as a model.
 
@@ -244,8 +259,13 @@ def train(
     """
     from codec.train import TrainConfig, is_main_process, train as run_training
 
-    if arch not in ("factorized", "scale-hyperprior", "mean-scale-hyperprior"):
-        raise CodecError(f"unknown architecture {arch!r}")
+    from models.architectures import ARCHITECTURES
+
+    if arch not in ARCHITECTURES:
+        raise CodecError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHITECTURES)})")
+    variable_rate = arch.startswith("gained-")
+    if lmbda is None and not variable_rate:
+        raise CodecError(f"--lmbda is needed for {arch}")
     if metric not in ("mse", "ms-ssim"):
         raise CodecError(f"unknown metric {metric!r} (mse or ms-ssim)")
     if not 0 <= ema < 1:
@@ -257,17 +277,26 @@ def train(
     if init:
         from models.registry import get_card
 
-        card = get_card(init)
-        arch, n, m = card.arch, card.config["N"], card.config["M"]
-        hyper_attention = card.config.get("hyper_attention", "none")
-        hyper_block = card.config.get("hyper_block", 0)
+        if Path(init).is_file():
+            from codec.train import Checkpoint
+
+            source = Checkpoint.config(Checkpoint.load(Path(init)))
+            source_arch, source_config = source.arch, source.model_config()
+        else:
+            card = get_card(init)
+            source_arch, source_config = card.arch, card.config
+        if not (variable_rate and source_arch == "mean-scale-hyperprior"):
+            arch = source_arch
+        n, m = source_config["N"], source_config["M"]
+        hyper_attention = source_config.get("hyper_attention", "none")
+        hyper_block = source_config.get("hyper_block", 0)
     if hyper_block < 0 or hyper_block % 4:
         raise CodecError(f"--hyper-block must be 0 or a positive multiple of 4 (got {hyper_block})")
     multiple = 16 if arch == "factorized" else 16 * hyper_block or 64
     if crop < multiple or crop % multiple:
         raise CodecError(f"--crop must be a multiple of {multiple} for {arch} (got {crop})")
     config = TrainConfig(
-        data=str(data), lmbda=lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
+        data=str(data), lmbda=None if variable_rate else lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
         metric=metric, steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
     )
     with Progress(
@@ -280,8 +309,9 @@ def train(
             progress.update(task, completed=step)
             if metrics:
                 status = f"loss {metrics['loss']:.3f}  bpp {metrics['bpp']:.3f}  PSNR {metrics['psnr']:.2f}"
-                if "val_psnr" in metrics:
-                    status += f"  val {metrics['val_bpp']:.3f} bpp / {metrics['val_psnr']:.2f} dB"
+                for key in (k for k in metrics if k.startswith("val_bpp")):
+                    suffix = key[len("val_bpp"):]
+                    status += f"  val{suffix} {metrics[key]:.3f} bpp / {metrics['val_psnr' + suffix]:.2f} dB"
                 progress.update(task, status=status)
                 if not err.is_terminal:
                     err.print(f"step {step}  {status}")
@@ -298,13 +328,14 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `codec train`.")],
     name: Annotated[str, typer.Option(help="Model name (ASCII, as files will carry it).")],
     ship: Annotated[bool, typer.Option(help="Write into the project's shipped models (for developers).")] = False,
-    quality: Annotated[Optional[int], typer.Option(help="Quality level of a shipped rate point.")] = None,
+    default_quality: Annotated[Optional[float], typer.Option(
+        help="A variable-rate model's quality when none is asked for (0-100).")] = None,
     kodak: Annotated[Optional[Path], typer.Option(help="Folder of Kodak images to score the model on.")] = None,
 ):
     """Register a checkpoint as a model: update its CDF tables, write weights and manifest."""
     from codec.export import export_checkpoint
 
-    card = export_checkpoint(checkpoint, name, ship=ship, quality=quality, kodak_dir=kodak)
+    card = export_checkpoint(checkpoint, name, ship=ship, default_quality=default_quality, kodak_dir=kodak)
     out.print(f"registered model {card.name} in {card.directory}")
     if card.kodak:
         out.print(f"Kodak: {card.kodak['bpp']:.4f} bpp, PSNR {card.kodak['psnr']:.2f} dB, MS-SSIM {card.kodak['ms_ssim']:.4f}")

@@ -1,6 +1,6 @@
 """compress(image) -> bytes and decompress(bytes) -> image: the whole codec in two calls.
 
-    data = codec.compress("photo.png", quality=3)
+    data = codec.compress("photo.png", quality=40)   # 0-100, any value; higher: more bits, better
     image = codec.decompress(data)
     result = codec.compress_to_target("photo.png", psnr=32.0)  # or bpp=0.5
 
@@ -13,32 +13,61 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import math
+
 import torch
 from PIL import Image
 
 from codec.allocator import bounded_heap
-from codec.bitstream import Bitstream
+from codec.bitstream import MAX_QUALITY, Bitstream
 from codec.errors import BitstreamError, CodecError, ModelError
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import bits_per_pixel, psnr as psnr_of
-from models.registry import card_for_quality, get_card, load_model, quality_levels
+from models.registry import ModelCard, default_card, get_card, load_model
 
 
-def compress(image: str | Path | Image.Image, quality: int | None = None, model: str | None = None) -> bytes:
-    """Code an image (a path or a PIL image) with a shipped quality level or a named model."""
-    if quality is not None and model is not None:
-        raise ModelError("give a quality or a model name, not both")
-    card = get_card(model) if model is not None else card_for_quality(quality)
+def _hundredths(quality) -> int:
+    """A quality 0-100 as the file stores it: in hundredths."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not math.isfinite(quality):
+        raise CodecError(f"quality must be a number from 0 to 100 (got {quality!r})")
+    if not 0 <= quality <= 100:
+        raise CodecError(f"quality must be from 0 to 100 (got {quality:g})")
+    return round(quality * 100)
+
+
+def rate_position(net, hundredths: int) -> float:
+    """A variable-rate model's rate position for a quality: 0-100 onto its anchors, linearly."""
+    return hundredths * (net.anchors - 1) / MAX_QUALITY
+
+
+def _chosen(quality, model: str | None) -> tuple[ModelCard, int | None]:
+    """The model and the quality in hundredths (None for a one-rate model) a compress call asks for."""
+    card = get_card(model) if model is not None else default_card()
+    variable = card.arch.startswith("gained-")
+    if not variable:
+        if quality is not None:
+            raise ModelError(f"model {card.name} codes at one rate: give no quality with it")
+        return card, None
+    return card, _hundredths(card.default_quality if quality is None else quality)
+
+
+def compress(image: str | Path | Image.Image, quality: float | None = None, model: str | None = None) -> bytes:
+    """Code an image (a path or a PIL image) at a quality from 0 to 100 (default: the default
+    model's), with the default model or a named one (a one-rate model takes no quality)."""
+    card, hundredths = _chosen(quality, model)
     image = open_image(image)
     net = load_model(card)
     with bounded_heap(image.width * image.height > net.whole_pixels), torch.inference_mode():
-        strings = net.compress(to_tensor(image, net.downsampling))
-    return Bitstream(card.name, card.weights_hash, image.width, image.height, image.mode, tuple(strings)).to_bytes()
+        x = to_tensor(image, net.downsampling)
+        strings = net.compress(x) if hundredths is None else net.compress(x, rate_position(net, hundredths))
+    return Bitstream(card.name, card.weights_hash, image.width, image.height, image.mode, tuple(strings), hundredths).to_bytes()
 
 
-def decompress(data: bytes) -> Image.Image:
+def decompress(data: bytes | bytearray | memoryview) -> Image.Image:
     """Decode a file's bytes to the image, of the input's size, in mode "RGB" or "L"."""
-    stream = Bitstream.from_bytes(data)
+    if isinstance(data, (str, Path)):
+        raise CodecError("decompress takes the file's bytes: pass Path(name).read_bytes()")
+    stream = Bitstream.from_bytes(bytes(data))
     try:
         card = get_card(stream.model)
     except ModelError:
@@ -51,56 +80,74 @@ def decompress(data: bytes) -> Image.Image:
     net = load_model(card)
     if len(stream.streams) != len(net.latent_names):
         raise BitstreamError(f"model {card.name} needs {len(net.latent_names)} streams, the file has {len(stream.streams)}")
+    variable = card.arch.startswith("gained-")
+    if variable != (stream.quality is not None):
+        raise BitstreamError(f"corrupted file (a quality field that model {card.name} does not take, or none where it needs one)")
     multiple = net.downsampling
     height, width = -(-stream.height // multiple) * multiple, -(-stream.width // multiple) * multiple
     with bounded_heap(height * width > net.whole_pixels), torch.inference_mode():
-        x_hat = net.decompress(list(stream.streams), height, width)
+        strings = list(stream.streams)
+        x_hat = (net.decompress(strings, height, width) if not variable
+                 else net.decompress(strings, height, width, rate_position(net, stream.quality)))
         return to_image(x_hat[..., : stream.height, : stream.width], stream.mode)
 
 
 class Targeted(NamedTuple):
-    """What compress_to_target chose and reached; `met` is False when no rate point could."""
+    """What compress_to_target chose and reached; `met` is False when no quality could."""
 
     data: bytes
-    quality: int
+    quality: float
     bpp: float
     psnr: float | None  # measured for a PSNR target only
     met: bool
 
+    def __repr__(self) -> str:
+        psnr = "" if self.psnr is None else f", psnr={self.psnr:.2f}"
+        return f"Targeted({len(self.data)} bytes, quality={self.quality:g}, bpp={self.bpp:.4f}{psnr}, met={self.met})"
 
-def compress_to_target(image: str | Path | Image.Image, bpp: float | None = None, psnr: float | None = None) -> Targeted:
-    """Code at the shipped rate point that best meets one target: the most bits within `bpp`, or
-    the fewest bits that reach `psnr` dB. A binary search over the quality levels (bits and PSNR
-    grow with the level), each probe a real coding, and a decoding for a PSNR target. When none
-    meets it, the nearest end: the lowest level for a bpp target, the highest for a PSNR one."""
+
+BPP_TOLERANCE = 0.02  # a bpp target is met from 98 % of it up to itself
+PSNR_STEP = 25  # hundredths: a PSNR target's search ends within a quarter of a quality unit
+
+
+def compress_to_target(image: str | Path | Image.Image, bpp: float | None = None, psnr: float | None = None,
+                       model: str | None = None) -> Targeted:
+    """Code at the quality that best meets one target, with the default model or a named
+    variable-rate one: the most bits within `bpp` (stopping within 2 % of it), or the fewest bits
+    that reach `psnr` dB (to a quarter of a quality unit). A bisection over the quality, whose bits
+    and PSNR grow with it; each probe is a real coding, and a decoding for a PSNR target. When none
+    meets it, the nearest end: quality 0 for a bpp target, 100 for a PSNR one."""
     if (bpp is None) == (psnr is None):
         raise CodecError("give one target: bpp or PSNR")
-    if (bpp if bpp is not None else psnr) <= 0:
-        raise CodecError(f"the target must be positive (got {bpp if bpp is not None else psnr:g})")
+    target = bpp if bpp is not None else psnr
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
+        raise CodecError(f"the target must be a positive number (got {target!r})")
+    card, _ = _chosen(None, model)
     image = open_image(image)
-    levels = quality_levels()
-    if not levels:
-        raise ModelError("no shipped rate points to choose from")
     probes: dict[int, Targeted] = {}
 
-    def probe(index: int) -> Targeted:
-        if index not in probes:
-            card = levels[index]
-            data = compress(image, model=card.name)
+    def probe(hundredths: int) -> Targeted:
+        if hundredths not in probes:
+            data = compress(image, quality=hundredths / 100, model=card.name)
             rate = bits_per_pixel(len(data), image)
             if bpp is not None:
-                probes[index] = Targeted(data, card.quality, rate, None, rate <= bpp)
+                probes[hundredths] = Targeted(data, hundredths / 100, rate, None, rate <= bpp)
             else:
                 reached = psnr_of(image, decompress(data))
-                probes[index] = Targeted(data, card.quality, rate, reached, reached >= psnr)
-        return probes[index]
+                probes[hundredths] = Targeted(data, hundredths / 100, rate, reached, reached >= psnr)
+        return probes[hundredths]
 
-    # bpp: the last level within the budget; PSNR: the first level that reaches it.
-    low, high = 0, len(levels) - 1
-    while low < high:
-        middle = (low + high + (bpp is not None)) // 2
-        if bpp is not None:
-            low, high = (middle, high) if probe(middle).met else (low, middle - 1)
-        else:
-            low, high = (low, middle) if probe(middle).met else (middle + 1, high)
-    return probe(low)
+    low, high = 0, MAX_QUALITY
+    if bpp is not None:  # the highest quality within the budget
+        if not probe(low).met or probe(high).met:
+            return probe(high) if probe(high).met else probe(low)
+        while high - low > 1 and probe(low).bpp < (1 - BPP_TOLERANCE) * bpp:
+            middle = (low + high) // 2
+            low, high = (middle, high) if probe(middle).met else (low, middle)
+        return probe(low)
+    if probe(low).met or not probe(high).met:  # the lowest quality that reaches the PSNR
+        return probe(low) if probe(low).met else probe(high)
+    while high - low > PSNR_STEP:
+        middle = (low + high) // 2
+        low, high = (low, middle) if probe(middle).met else (middle, high)
+    return probe(high)

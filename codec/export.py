@@ -18,7 +18,8 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 def training_command(config: TrainConfig) -> str:
     """The `codec train` command line that runs this recipe."""
     return (
-        f"codec train --data {config.data} --lmbda {config.lmbda} --arch {config.arch} --N {config.N} "
+        f"codec train --data {config.data}" + ("" if config.lmbda is None else f" --lmbda {config.lmbda}")
+        + f" --arch {config.arch} --N {config.N} "
         f"--M {config.M} --hyper-attention {config.hyper_attention} --hyper-block {config.hyper_block} --metric {config.metric} --steps {config.steps} "
         f"--batch-size {config.batch_size} --crop {config.crop} --lr {config.lr} --warmup {config.warmup} "
         f"--decay-fraction {config.decay_fraction} --ema {config.ema} " + ("--ste" if config.ste else "--no-ste")
@@ -36,7 +37,10 @@ def started_from(name: str) -> dict:
     return {"name": card.name, "sha256": card.sha256, "training": card.training}
 
 
-def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: int | None = None,
+DEFAULT_QUALITY = 30.0  # a variable-rate model's, unless export is told another
+
+
+def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, default_quality: float | None = None,
                       kodak_dir: Path | None = None) -> ModelCard:
     """Update the CDF tables, write weights + manifest, and optionally score the model on Kodak."""
     if not NAME_PATTERN.fullmatch(name):
@@ -47,6 +51,11 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: 
     config = Checkpoint.config(state)
     model = Checkpoint.model(state)
     model.update(force=True)
+    variable = config.arch.startswith("gained-")
+    if default_quality is not None and not (variable and 0 <= default_quality <= 100):
+        raise CodecError("--default-quality is for a variable-rate model, from 0 to 100")
+    if variable and default_quality is None:
+        default_quality = DEFAULT_QUALITY
     training = {
         "command": training_command(config),
         "recipe": dataclasses.asdict(config),
@@ -57,7 +66,7 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, quality: 
     }
     card = save_model(
         model.eval(), SHIPPED_DIR if ship else user_dir(), name=name, arch=config.arch, config=config.model_config(),
-        lmbda=config.lmbda, metric=config.metric, quality=quality, training=training,
+        lmbda=config.lmbda, metric=config.metric, default_quality=default_quality, training=training,
     )
     if kodak_dir is not None:
         kodak = summarize([measure(path, card.name) for path in image_files(kodak_dir)])

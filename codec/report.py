@@ -31,9 +31,10 @@ from codec.fileio import image_files, write_bytes_atomic
 from codec.image import open_image
 from codec.parallel import in_processes
 from codec.metrics import ms_ssim_db
-from models.registry import SHIPPED_DIR, ModelCard, get_card, list_models, load_model
+from models.registry import ModelCard, default_card, get_card, load_model
 
-MODEL_CODEC = "lic"  # the curve of our models, one point per model
+MODEL_CODEC = "lic"  # the curve of our one-rate models, one point per model; a variable-rate one has its own
+QUALITIES = tuple(range(0, 101, 10))  # a variable-rate model's points
 PUBLISHED = Path(__file__).resolve().parent.parent / "data" / "published" / "compressai-kodak.json"
 MEASURES = ("bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 ROW_FIELDS = ("codec", "setting", "image", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
@@ -42,18 +43,17 @@ BD_METRICS = {"psnr": "PSNR-RGB", "ms_ssim_db": "MS-SSIM (dB)"}
 
 @dataclass(frozen=True)
 class Task:
-    codec: str
-    setting: str | int  # a model name for MODEL_CODEC, the swept option's value for a baseline
+    codec: str  # a baseline, MODEL_CODEC, or a variable-rate model's name
+    setting: str | int  # a model name for MODEL_CODEC, the quality for a variable-rate model, the swept option's value for a baseline
     image: str  # the image's path relative to the dataset folder
     path: Path
     key: str  # the cache key: a hash of everything the result depends on
 
 
 def select_models(text: str | None) -> list[ModelCard]:
-    """None: the shipped rate points; "" or "none": no model; otherwise the comma-separated names."""
+    """None: the default model; "" or "none": no model; otherwise the comma-separated names."""
     if text is None:
-        return sorted((c for c in list_models() if c.directory == SHIPPED_DIR and c.quality is not None),
-                      key=lambda card: card.quality)
+        return [default_card()]
     names = [name.strip() for name in text.split(",") if name.strip()]
     return [] if names in ([], ["none"]) else [get_card(name) for name in names]
 
@@ -68,7 +68,12 @@ def plan(folder: Path, models: list[ModelCard], codecs: list[str],
         raise CodecError(f"{folder}: no such dataset folder (`codec fetch kodak` downloads Kodak)")
     images = [(path.relative_to(folder).as_posix(), path) for path in image_files(folder)]
     hashes = {path: hashlib.sha256(path.read_bytes()).hexdigest() for _, path in images}
-    points = [(MODEL_CODEC, card.name, f"model sha256 {card.sha256}") for card in models]
+    points = []
+    for card in models:
+        if card.arch.startswith("gained-"):
+            points += [(card.name, quality, f"model sha256 {card.sha256}") for quality in QUALITIES]
+        else:
+            points.append((MODEL_CODEC, card.name, f"model sha256 {card.sha256}"))
     for codec in codecs:
         baseline = pillow.BASELINES[codec]
         points += [(codec, s, baseline.signature(s)) for s in (settings or {}).get(codec, baseline.settings)]
@@ -96,9 +101,9 @@ def run(tasks: list[Task], cache: Path, jobs: int = 2, advance: Callable[[], Non
         advance()
 
     todo = [task for task in tasks if measured[task] is None]
-    for task in (t for t in todo if t.codec == MODEL_CODEC):
-        done(task, _measure_model(task.setting, task.path))
-    todo = [task for task in todo if task.codec != MODEL_CODEC]
+    for task in (t for t in todo if is_ours(t.codec)):
+        done(task, _measure_model(task))
+    todo = [task for task in todo if not is_ours(task.codec)]
     if jobs == 1 or len(todo) < 2:
         for task in todo:
             done(task, _measure_task(task))
@@ -116,9 +121,14 @@ def _measure_baseline(codec: str, setting: int, path: Path) -> dict:
     return measure_coded(open_image(path), lambda image: pillow.encode(image, codec, setting), pillow.decode)
 
 
-def _measure_model(name: str, path: Path) -> dict:
+def is_ours(codec: str) -> bool:
+    return codec not in pillow.BASELINES
+
+
+def _measure_model(task: Task) -> dict:
+    name, quality = (task.setting, None) if task.codec == MODEL_CODEC else (task.codec, task.setting)
     load_model(get_card(name))  # loading the weights is not part of the encode time
-    return measure_coded(open_image(path), lambda image: compress(image, model=name), decompress)
+    return measure_coded(open_image(task.path), lambda image: compress(image, quality=quality, model=name), decompress)
 
 
 def _cache_path(cache: Path, task: Task) -> Path:
@@ -243,7 +253,8 @@ def plot(curves: dict[str, list[dict]], title: str) -> bytes:
     import matplotlib.pyplot as plt
 
     published = load_published()
-    colours = dict(zip([MODEL_CODEC, *pillow.BASELINES], plt.get_cmap("tab10").colors))  # the same in every plot
+    ours = [codec for codec in curves if is_ours(codec)]
+    colours = dict(zip([*pillow.BASELINES, *ours], plt.get_cmap("tab10").colors))  # baselines: the same in every plot
     figure, axes = plt.subplots(1, 2, figsize=(14, 6), layout="constrained")
     for axis, metric in zip(axes, ("psnr", "ms_ssim_db")):
         seen = []  # the values at 0-2 bpp, which set the vertical range
@@ -253,10 +264,13 @@ def plot(curves: dict[str, list[dict]], title: str) -> bytes:
                 continue
             bpp, values = zip(*kept)
             seen += [v for b, v in kept if b <= 2]
-            ours = codec == MODEL_CODEC
-            label = f"ours ({len(points)} model{'s' if len(points) > 1 else ''})" if ours else pillow.BASELINES[codec].label
-            axis.plot(bpp, values, "-o", color=colours[codec], label=label, linewidth=2.2 if ours else 1.0,
-                      markersize=6 if ours else 2.5, zorder=3 if ours else 2)
+            mine = is_ours(codec)
+            if codec == MODEL_CODEC:
+                label = f"ours ({len(points)} model{'s' if len(points) > 1 else ''})"
+            else:
+                label = f"ours, {codec} (quality {points[0]['setting']}-{points[-1]['setting']})" if mine else pillow.BASELINES[codec].label
+            axis.plot(bpp, values, "-o", color=colours[codec], label=label, linewidth=2.2 if mine else 1.0,
+                      markersize=6 if mine else 2.5, zorder=3 if mine else 2)
         for (name, curve), colour, dashes in zip(published["curves"].items(), ("0.1", "0.5"), ((6, 2), (2.5, 1.5))):
             values = curve["psnr"] if metric == "psnr" else [ms_ssim_db(v) for v in curve["ms_ssim"]]
             seen += [v for b, v in zip(curve["bpp"], values) if b <= 2]

@@ -39,7 +39,7 @@ from models.registry import get_card, load_model
 @dataclass
 class TrainConfig:
     data: str
-    lmbda: float
+    lmbda: float | None  # None for a variable-rate architecture, which trains its anchors' lambdas
     arch: str = "mean-scale-hyperprior"
     N: int = 128
     M: int = 192
@@ -115,6 +115,24 @@ def rd_loss(output: dict, x: torch.Tensor, lmbda: float, metric: str) -> tuple[t
     return lmbda * distortion + bpp, bpp, mse
 
 
+# The variable-rate loss weighs each crop by (lambda / LOSS_REFERENCE)^-LOSS_EXPONENT, so that the low
+# rates, whose losses are a hundred times smaller, still move the shared transforms.
+LOSS_REFERENCE, LOSS_EXPONENT = 0.25, 0.6
+
+
+def variable_rate_loss(output: dict, x: torch.Tensor, lambdas: torch.Tensor, metric: str) -> tuple[torch.Tensor, ...]:
+    """(loss, bpp, mse) for a batch whose crops each have their own trade-off `lambdas` (N,)."""
+    n, _, h, w = x.shape
+    bpp = sum(torch.log(l).sum(dim=(1, 2, 3)) for l in output["likelihoods"].values()) / (-math.log(2) * h * w)
+    mse = (output["x_hat"] - x).square().mean(dim=(1, 2, 3))
+    if metric == "mse":
+        distortion = 255**2 * mse
+    else:
+        distortion = 1 - ms_ssim(output["x_hat"].clamp(0, 1), x, data_range=1.0, size_average=False)
+    weights = (lambdas / LOSS_REFERENCE).pow(-LOSS_EXPONENT)
+    return (weights * (lambdas * distortion + bpp)).mean(), bpp.mean(), mse.mean()
+
+
 def learning_rate(config: TrainConfig, step: int) -> float:
     """Linear warm-up, constant, then cosine decay to final_lr_ratio * lr over the last part."""
     if step < config.warmup:
@@ -133,19 +151,29 @@ def make_optimizers(model: torch.nn.Module, config: TrainConfig):
     return torch.optim.Adam(main, lr=config.lr), torch.optim.Adam(aux, lr=config.aux_lr)
 
 
+def is_variable_rate(model: torch.nn.Module) -> bool:
+    return hasattr(model, "anchor_lambdas")
+
+
 @torch.no_grad()
 def validate(model, images: list[tuple[torch.Tensor, int, int]]) -> dict:
     """Mean bpp (from likelihoods) and PSNR of the quantized forward pass on whole images, each
-    given padded to the model's multiple with its true height and width."""
+    given padded to the model's multiple with its true height and width. A variable-rate model is
+    scored at its lowest, middle and highest anchors (val_bpp@P, val_psnr@P for each position P)."""
     model.eval()
-    bpps, psnrs = [], []
-    for x, h, w in images:
-        out = model(x)
-        x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
-        bpps.append(float(bits_per_pixel(out["likelihoods"], h * w)))
-        psnrs.append(float(-10 * torch.log10(F.mse_loss(x_hat, x[..., :h, :w]))))
+    positions = [0, (model.anchors - 1) // 2, model.anchors - 1] if is_variable_rate(model) else [None]
+    metrics = {}
+    for position in positions:
+        bpps, psnrs = [], []
+        for x, h, w in images:
+            out = model(x) if position is None else model(x, torch.tensor([float(position)], device=x.device))
+            x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
+            bpps.append(float(bits_per_pixel(out["likelihoods"], h * w)))
+            psnrs.append(float(-10 * torch.log10(F.mse_loss(x_hat, x[..., :h, :w]))))
+        suffix = "" if position is None else f"@{position}"
+        metrics.update({f"val_bpp{suffix}": float(np.mean(bpps)), f"val_psnr{suffix}": float(np.mean(psnrs))})
     model.train()
-    return {"val_bpp": float(np.mean(bpps)), "val_psnr": float(np.mean(psnrs))}
+    return metrics
 
 
 class Checkpoint:
@@ -307,9 +335,23 @@ class Trainer:
             return None
         return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema), use_buffers=False)
 
-    def start_from(self, name: str):
-        """Fine-tune: begin with a registered model's weights."""
-        self.model.load_state_dict(load_model(get_card(name)).state_dict())
+    def start_from(self, init: str):
+        """Fine-tune: begin with a registered model's weights, or with those of a training checkpoint
+        (a path). A variable-rate model may start from a one-rate model of the same transforms: its
+        gains then start at initial_gains of that model's lambda."""
+        if Path(init).is_file():
+            state = Checkpoint.load(Path(init))
+            weights, lmbda = Checkpoint.weights(state), Checkpoint.config(state).lmbda
+        else:
+            card = get_card(init)
+            weights, lmbda = load_model(card).state_dict(), card.lmbda
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if unexpected or not set(missing) <= {"gain", "inverse_gain", "gain_table"}:
+            raise CodecError(f"{init}: its weights do not fit a {self.config.arch} model")
+        if is_variable_rate(self.model) and "gain" in missing:
+            with torch.no_grad():
+                self.model.gain.copy_(self.model.initial_gains(lmbda))
+                self.model.inverse_gain.copy_(1 / self.model.gain)
         self.average = self.new_average()
 
     def step(self, x: torch.Tensor | None = None) -> dict:
@@ -320,7 +362,13 @@ class Trainer:
             group["lr"] = learning_rate(config, self.step_count)
         if x is None:
             x = self.sampler.batch(config.batch_size, self.generator).to(self.device)
-        loss, bpp, mse = rd_loss(self.forward(x), x, config.lmbda, config.metric)
+        if is_variable_rate(self.model):
+            # Every crop its own rate, uniform over the anchors' span: the whole curve trains at once.
+            positions = torch.rand(x.shape[0], generator=self.generator).mul_(self.model.anchors - 1).to(self.device)
+            output = self.forward(x, positions)
+            loss, bpp, mse = variable_rate_loss(output, x, self.model.lambdas(positions), config.metric)
+        else:
+            loss, bpp, mse = rd_loss(self.forward(x), x, config.lmbda, config.metric)
         main.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip > 0:

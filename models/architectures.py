@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import functools
+import math
 import re
 from pathlib import Path
 
@@ -271,8 +272,9 @@ class ScaleHyperprior(FactorizedPrior):
 
     def scale_indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """The CDF of each symbol: the number of scale-table entries (bar the last) below its scale.
-        The same integers as GaussianConditional.build_indexes, in one pass instead of 63."""
-        return torch.bucketize(scales, self.gaussian_conditional.scale_table[:-1]).int()
+        The same integers as GaussianConditional.build_indexes, in one pass instead of 63; float64
+        scales (the variable-rate model's products) are compared in float64."""
+        return torch.bucketize(scales, self.gaussian_conditional.scale_table[:-1].to(scales.dtype)).int()
 
     def forward(self, x: torch.Tensor) -> dict:
         y = self.analysis(x)
@@ -288,17 +290,23 @@ class ScaleHyperprior(FactorizedPrior):
         y = self.analysis(x)
         del x  # a caller that passes a temporary frees the image here (100 MB at 4K)
         z = self.hyper_analysis(y)
-        z_string = self.entropy_bottleneck.compress(z)[0]
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
-        scales, means = self.gaussian_params(z_hat)
+        z_string = self.code_z(z)
+        scales, means = self.gaussian_params(self.decode_z(z_string, z.shape[-2:]))
         indexes = self.scale_indexes(scales)
         y_string = encode_symbols(self.gaussian_conditional, self.gaussian_conditional.quantize(y, "symbols", means), indexes)
         return [y_string, z_string]
 
     def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
-        z_shape = (height // self.z_stride, width // self.z_stride)
-        z_hat = self.entropy_bottleneck.decompress([bounded(strings[1], self.N * z_shape[0] * z_shape[1])], z_shape)
+        z_hat = self.decode_z(strings[1], (height // self.z_stride, width // self.z_stride))
         return self.synthesis(self.decode_y(strings[0], z_hat)).clamp_(0, 1)
+
+    def code_z(self, z: torch.Tensor) -> bytes:
+        """z's stream (one image), through the EntropyBottleneck."""
+        return self.entropy_bottleneck.compress(z)[0]
+
+    def decode_z(self, string: bytes, shape: tuple[int, int]) -> torch.Tensor:
+        """z_hat from its stream, made safe against a damaged one (see `bounded`)."""
+        return self.entropy_bottleneck.decompress([bounded(string, self.N * shape[0] * shape[1])], shape)
 
     def decode_y(self, string: bytes, z_hat: torch.Tensor) -> torch.Tensor:
         """y_hat from its stream and the decoded hyper-latent; the scales, means and indexes are
@@ -331,10 +339,114 @@ class MeanScaleHyperprior(ScaleHyperprior):
         return scales, means
 
 
+class GainedMeanScaleHyperprior(MeanScaleHyperprior):
+    """One mean-scale hyperprior for every rate: a gain and an inverse-gain vector per channel of y at
+    each of a few anchor rate-distortion trade-offs, after Cui et al. 2021 ("Asymmetric Gained Deep
+    Image Compression With Continuous Rate Adaptation").
+
+    At rate `position` p (0 <= p <= anchors - 1; fractions interpolate linearly between neighbouring
+    anchors) the symbols are round((y - mean) * g(p)), coded with the scale sigma * g(p), and decoded
+    as symbols * g'(p) + mean; the transforms and the hyperprior are shared by all rates, so every
+    step of training improves the whole curve. Coding takes the gains from `gain_table`, fixed by
+    `update()` and kept in float64: the decoder's scales are products of exact numbers, the same on
+    every machine.
+    """
+
+    # The trade-offs lambda (MSE on 0-255) the anchors are trained at, log-spaced.
+    anchor_lambdas = tuple(float(v) for v in torch.logspace(math.log10(0.0005), math.log10(0.25), 9, dtype=torch.float64))
+
+    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0):
+        super().__init__(N, M, hyper_attention, hyper_block)
+        self.gain = nn.Parameter(self.initial_gains(math.sqrt(self.anchor_lambdas[0] * self.anchor_lambdas[-1])))
+        self.inverse_gain = nn.Parameter(1 / self.gain.detach().clone())
+        self.register_buffer("gain_table", torch.ones(2, len(self.anchor_lambdas), M, dtype=torch.float64))
+
+    @property
+    def anchors(self) -> int:
+        return len(self.anchor_lambdas)
+
+    def initial_gains(self, lmbda: float) -> torch.Tensor:
+        """Gains for a model whose transforms were trained at `lmbda`: (anchor / lmbda)^0.56 for
+        every channel (fitted by eye to the rates of the one-rate ladder)."""
+        ratios = torch.tensor(self.anchor_lambdas, dtype=torch.float32) / lmbda
+        return ratios.pow(0.56)[:, None].repeat(1, self.M)
+
+    def lambdas(self, position: torch.Tensor) -> torch.Tensor:
+        """The trade-off at each position, interpolated log-linearly between the anchors."""
+        logs = torch.tensor(self.anchor_lambdas, dtype=torch.float32, device=position.device).log()
+        low = position.floor().clamp(max=self.anchors - 2).long()
+        t = position - low
+        return torch.exp((1 - t) * logs[low] + t * logs[low + 1])
+
+    @staticmethod
+    def _interpolate(table: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """Rows of `table` (anchors x M) at each position (N,), linearly between anchors: (N, M)."""
+        low = position.floor().clamp(max=table.shape[0] - 2).long()
+        t = (position - low).to(table.dtype)[:, None]
+        return (1 - t) * table[low] + t * table[low + 1]
+
+    def check_position(self, position: float) -> float:
+        if not 0 <= position <= self.anchors - 1:
+            raise ValueError(f"rate position must be in [0, {self.anchors - 1}] (got {position})")
+        return position
+
+    def forward(self, x: torch.Tensor, position: torch.Tensor | None = None) -> dict:
+        """`position`: one rate position per image (default: the middle anchor)."""
+        if position is None:
+            position = torch.full((x.shape[0],), (self.anchors - 1) / 2, device=x.device)
+        gain = self._interpolate(self.gain.abs(), position)[:, :, None, None]
+        inverse_gain = self._interpolate(self.inverse_gain.abs(), position)[:, :, None, None]
+        y = self.analysis(x)
+        z = self.hyper_analysis(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self.gaussian_params(z_hat)
+        centred = (y - means) * gain
+        symbols, y_likelihoods = self.gaussian_conditional(centred, scales * gain)
+        if self.training and self.synthesis_sees_rounding:
+            symbols = quantize_ste(centred)
+        y_hat = symbols * inverse_gain + means
+        return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def coding_gains(self, position: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g, g') at a position, float64, shaped to multiply y (1, M, 1, 1)."""
+        position = torch.tensor([self.check_position(position)], dtype=torch.float64)
+        gain, inverse_gain = (self._interpolate(table, position).view(1, -1, 1, 1) for table in self.gain_table)
+        return gain, inverse_gain
+
+    def compress(self, x: torch.Tensor, position: float) -> list[bytes]:
+        gain, _ = self.coding_gains(position)
+        y = self.analysis(x)
+        del x
+        z = self.hyper_analysis(y)
+        z_string = self.code_z(z)
+        scales, means = self.gaussian_params(self.decode_z(z_string, z.shape[-2:]))
+        indexes = self.scale_indexes(scales.double() * gain)
+        symbols = torch.round((y.double() - means) * gain)
+        return [encode_symbols(self.gaussian_conditional, symbols, indexes), z_string]
+
+    def decompress(self, strings: list[bytes], height: int, width: int, position: float) -> torch.Tensor:
+        gain, inverse_gain = self.coding_gains(position)
+        z_hat = self.decode_z(strings[1], (height // self.z_stride, width // self.z_stride))
+        scales, means = self.gaussian_params(z_hat)
+        indexes = self.scale_indexes(scales.double() * gain)
+        del scales
+        symbols = decode_symbols(self.gaussian_conditional, bounded(strings[0], indexes.numel()), indexes)
+        del indexes
+        y_hat = (symbols.double() * inverse_gain).float().add_(means)
+        del means, symbols
+        return self.synthesis(y_hat).clamp_(0, 1)
+
+    def update(self, force: bool = False) -> bool:
+        """The CDF tables, and the coding gains from the trained ones."""
+        self.gain_table.copy_(torch.stack([self.gain.detach().abs(), self.inverse_gain.detach().abs()]).double())
+        return super().update(force=force)
+
+
 ARCHITECTURES = {
     "factorized": FactorizedPrior,
     "scale-hyperprior": ScaleHyperprior,
     "mean-scale-hyperprior": MeanScaleHyperprior,
+    "gained-mean-scale-hyperprior": GainedMeanScaleHyperprior,
 }
 
 

@@ -21,7 +21,7 @@ from codec.fileio import write_bytes_atomic
 from models.architectures import build_model
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
-DEFAULT_QUALITY = 3
+DEFAULT_MODEL = "vr1"
 HASH_BYTES = 8  # how much of the weights' sha256 a bitstream carries
 
 
@@ -34,10 +34,10 @@ class ModelCard:
     name: str
     arch: str
     config: dict
-    lmbda: float
+    lmbda: float | None  # None for a variable-rate model, which trains a range of them
     metric: str
     sha256: str
-    quality: int | None = None  # the -q level of a shipped rate point
+    default_quality: float | None = None  # a variable-rate model's quality when none is asked for
     training: dict = field(default_factory=dict)
     kodak: dict = field(default_factory=dict)  # mean bpp / PSNR / MS-SSIM of real files on Kodak
     directory: Path = SHIPPED_DIR
@@ -81,19 +81,9 @@ def get_card(name: str) -> ModelCard:
     raise ModelError(f"unknown model {name!r} (known: {known})")
 
 
-def quality_levels() -> list[ModelCard]:
-    """The shipped rate points, from the fewest bits to the most."""
-    return sorted((card for card in _cards_in(SHIPPED_DIR) if card.quality is not None), key=lambda card: card.quality)
-
-
-def card_for_quality(quality: int | None) -> ModelCard:
-    """The shipped rate point of a quality level (the default level when None)."""
-    quality = DEFAULT_QUALITY if quality is None else quality
-    levels = {card.quality: card for card in quality_levels()}
-    if quality not in levels:
-        available = ", ".join(str(q) for q in sorted(levels)) or "none"
-        raise ModelError(f"no shipped model for quality {quality} (available: {available})")
-    return levels[quality]
+def default_card() -> ModelCard:
+    """The shipped model that codes when no model is named."""
+    return get_card(DEFAULT_MODEL)
 
 
 _loaded: dict[tuple, torch.nn.Module] = {}
@@ -120,16 +110,17 @@ def _load_weights(card: ModelCard) -> torch.nn.Module:
         raise ModelError(f"model {card.name}: weights file does not match its manifest's sha256")
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     model = build_model(card.arch, **card.config)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
     return model.eval()
 
 
 def compact_state(model: torch.nn.Module) -> dict:
-    """The weights to ship: transforms in half precision, entropy models (and CDFs) as they are."""
+    """The weights to ship: transforms in half precision; entropy models (and CDFs) and the rate
+    gains, which decide the symbols, as they are."""
     state = {}
     for key, value in model.state_dict().items():
-        entropy = key.startswith(("entropy_bottleneck.", "gaussian_conditional."))
-        state[key] = value if entropy or not value.is_floating_point() else value.half()
+        exact = key.startswith(("entropy_bottleneck.", "gaussian_conditional.", "gain", "inverse_gain"))
+        state[key] = value if exact or not value.is_floating_point() else value.half()
     return state
 
 

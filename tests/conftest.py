@@ -53,6 +53,24 @@ def tiny_model(codec_home):
     return card
 
 
+@pytest.fixture
+def tiny_variable_model(codec_home):
+    """A small untrained variable-rate model registered as 'tinyvr' in the user registry; its
+    gains (1 to 100) make its latents, small before training, span a range of rates."""
+    from models.registry import user_dir
+
+    model = small_model("gained-mean-scale-hyperprior", hyper_block=4)
+    with torch.no_grad():
+        model.gain.copy_(torch.logspace(0, 2, model.anchors)[:, None].expand_as(model.gain))
+        model.inverse_gain.copy_(1 / model.gain)
+    model.update(force=True)
+    return save_model(
+        model, user_dir(), name="tinyvr",
+        arch="gained-mean-scale-hyperprior", config={**SMALL, "hyper_attention": "none", "hyper_block": 4},
+        lmbda=None, metric="mse", default_quality=30.0,
+    )
+
+
 def image_folder(folder, width: int, height: int, prefix: str = ""):
     """A new folder of three generated images, PREFIX0.png to PREFIX2.png."""
     folder.mkdir()

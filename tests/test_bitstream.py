@@ -20,10 +20,37 @@ def test_grayscale_layout_round_trips():
     assert Bitstream.from_bytes(gray.to_bytes()).mode == "L"
 
 
-def test_overhead_is_28_plus_name_plus_4_per_stream():
+def test_overhead_is_30_plus_name_plus_4_per_stream():
     data = SAMPLE.to_bytes()
     payload = sum(len(s) for s in SAMPLE.streams)
-    assert len(data) - payload == 28 + len(SAMPLE.model) + 4 * len(SAMPLE.streams)
+    assert len(data) - payload == 30 + len(SAMPLE.model) + 4 * len(SAMPLE.streams)
+
+
+def test_quality_round_trips_in_hundredths():
+    for quality in (0, 3750, 10000):
+        stream = Bitstream("vr", b"\0" * 8, 5, 4, "RGB", (b"\1", b"\2"), quality)
+        assert Bitstream.from_bytes(stream.to_bytes()).quality == quality
+
+
+def test_quality_above_100_is_refused():
+    data = bytearray(Bitstream("vr", b"\0" * 8, 5, 4, "RGB", (b"\1",), 10000).to_bytes())
+    offset = 4 + 1 + 1 + 2 + 8 + 4 + 4 + 1
+    data[offset : offset + 2] = struct.pack(">H", 10001)
+    with pytest.raises(BitstreamError, match="quality 100.01 is outside 0-100"):
+        Bitstream.from_bytes(with_crc(bytes(data[:-4])))
+
+
+def test_version_1_files_still_read():
+    """Version 1 (lic-codec 0.1) had no quality field: its files are one-rate models' and decode."""
+    name = SAMPLE.model.encode()
+    body = (MAGIC + struct.pack(">BB", 1, len(name)) + name + SAMPLE.weights_hash
+            + struct.pack(">IIBB", SAMPLE.width, SAMPLE.height, 0, len(SAMPLE.streams))
+            + b"".join(struct.pack(">I", len(s)) for s in SAMPLE.streams) + b"".join(SAMPLE.streams))
+    assert Bitstream.from_bytes(with_crc(body)) == SAMPLE
+
+
+def test_repr_is_short():
+    assert len(repr(Bitstream("vr", b"\0" * 8, 5, 4, "RGB", (b"\1" * 100000,), 3000))) < 120
 
 
 def with_crc(body: bytes) -> bytes:
@@ -42,8 +69,8 @@ def test_empty_file():
 
 def test_unknown_version():
     data = bytearray(SAMPLE.to_bytes())
-    data[4] = 2
-    with pytest.raises(BitstreamError, match="unsupported format version 2"):
+    data[4] = 3
+    with pytest.raises(BitstreamError, match="unsupported format version 3"):
         Bitstream.from_bytes(with_crc(bytes(data[:-4])))
 
 

@@ -22,17 +22,31 @@ def decoded_array(data):
     return np.asarray(codec.decompress(data))
 
 
-def test_same_image_with_one_and_two_threads(tiny_model, threads):
-    data = codec.compress(natural_image(150, 100), model="tiny")
+# A one-rate model, and the variable-rate one at a fractional quality (its gains interpolated).
+MODELS = pytest.mark.parametrize("name, quality", [("tiny", None), ("tinyvr", 37.51)])
+
+
+@pytest.fixture
+def coded(request, tiny_model, tiny_variable_model):
+    """A file of a 150x100 image, coded with the model of the test's `name` and `quality`, and its card."""
+    name, quality = request.getfixturevalue("name"), request.getfixturevalue("quality")
+    card = tiny_model if name == "tiny" else tiny_variable_model
+    return codec.compress(natural_image(150, 100), quality=quality, model=name), card
+
+
+@MODELS
+def test_same_image_with_one_and_two_threads(coded, threads, name, quality):
+    data, _ = coded
     torch.set_num_threads(2)
     two = decoded_array(data)
     torch.set_num_threads(1)
     assert np.array_equal(decoded_array(data), two)
 
 
-def test_same_latents_with_one_and_two_threads(tiny_model, threads, monkeypatch):
-    data = codec.compress(natural_image(150, 100), model="tiny")
-    model = load_model(tiny_model)
+@MODELS
+def test_same_latents_with_one_and_two_threads(coded, threads, monkeypatch, name, quality):
+    data, card = coded
+    model = load_model(card)
     latents = []
 
     def capture(y_hat):
@@ -46,10 +60,11 @@ def test_same_latents_with_one_and_two_threads(tiny_model, threads, monkeypatch)
     assert torch.equal(latents[0], latents[1])
 
 
-def test_same_image_when_the_hyper_path_sums_in_another_order(tiny_model, monkeypatch):
-    data = codec.compress(natural_image(150, 100), model="tiny")
+@MODELS
+def test_same_image_when_the_hyper_path_sums_in_another_order(coded, monkeypatch, name, quality):
+    data, card = coded
     reference = decoded_array(data)
-    model = load_model(tiny_model)
+    model = load_model(card)
     exact = model.hyper_synthesis
 
     def other_route(z_hat):

@@ -157,3 +157,15 @@ def test_cli_eval_errors(tiny_model, small_images, tmp_path):
     assert_one_line_error(run("eval", small_images, "--jobs", 0, "--out", out), "--jobs must be at least 1")
     assert_one_line_error(run("eval", small_images, "--models", "none", "--baselines", "none", "--out", out), "nothing to evaluate")
     assert not out.exists()
+
+
+def test_a_variable_rate_model_is_its_own_curve(tiny_model, tiny_variable_model, small_images, tmp_path, monkeypatch):
+    """One point per quality of report.QUALITIES, beside the one-rate models' curve."""
+    monkeypatch.setattr(report, "QUALITIES", (0, 50, 100))
+    tasks = report.plan(small_images, report.select_models("tiny,tinyvr"), [])
+    curves = report.curves(report.run(tasks, tmp_path / "cache", jobs=1))
+    assert [p["setting"] for p in curves["lic"]] == ["tiny"]
+    assert sorted(p["setting"] for p in curves["tinyvr"]) == [0, 50, 100]
+    rates = [p["bpp"] for p in sorted(curves["tinyvr"], key=lambda p: p["setting"])]
+    assert rates == sorted(rates) and rates[0] < rates[-1]
+    report.write_outputs(tmp_path / "out", [], curves, "test")  # the plot labels both curves

@@ -135,3 +135,34 @@ def test_race_spends_each_budget_in_turns(dataset, monkeypatch):
     assert order == ["short", "long", "long", "long"] * 4
     assert [len(short.curve), len(long.curve)] == [1, 1] and short.curve[0]["steps"] == 4
     assert math.isfinite(long.curve[0]["val_psnr"])
+
+
+def test_variable_rate_loss_weighs_each_crop_by_its_lambda():
+    from codec.train import LOSS_EXPONENT, LOSS_REFERENCE, variable_rate_loss
+
+    x = torch.full((2, 3, 4, 4), 0.5)
+    output = {"x_hat": x + 0.1, "likelihoods": {"y": torch.full((2, 2, 1, 1), 0.5)}}
+    lambdas = torch.tensor([0.001, 0.1])
+    loss, bpp, mse = variable_rate_loss(output, x, lambdas, "mse")
+    per_crop = [(lam / LOSS_REFERENCE) ** -LOSS_EXPONENT * (lam * 255**2 * 0.01 + 2 / 16) for lam in lambdas.tolist()]
+    assert math.isclose(loss.item(), sum(per_crop) / 2, rel_tol=1e-5)
+    assert math.isclose(bpp.item(), 2 / 16) and math.isclose(mse.item(), 0.01, rel_tol=1e-5)
+
+
+def test_variable_rate_run_starts_from_a_one_rate_model_and_resumes(dataset, tmp_path):
+    """The one-rate run's transforms carry over; the gains start at (anchor / its lambda)^0.56."""
+    from models.architectures import GainedMeanScaleHyperprior
+
+    one_rate = train(config(dataset, 2, hyper_block=4), tmp_path / "one.ckpt", report=lambda *a: None)
+    variable = dict(lmbda=None, arch="gained-mean-scale-hyperprior", hyper_block=4, init=str(one_rate), ema=0.0)
+    out = tmp_path / "vr.ckpt"
+    notices = []
+    train(TrainConfig(**{**config(dataset, 1).__dict__, **variable}), out, report=lambda *a: None, notice=notices.append)
+    assert "starting from the weights of model" in notices[0]
+    state = Checkpoint.load(out)
+    source = Checkpoint.load(one_rate)["average"]
+    assert torch.allclose(state["model"]["g_s.6.weight"], source["module.g_s.6.weight"], atol=1e-2)
+    gains = torch.tensor(GainedMeanScaleHyperprior.anchor_lambdas) / 0.01
+    assert torch.allclose(state["model"]["gain"][:, 0], gains.pow(0.56), rtol=0.05)
+    train(TrainConfig(**{**config(dataset, 2).__dict__, **variable}), out, report=lambda *a: None, notice=notices.append)
+    assert Checkpoint.load(out)["step"] == 2

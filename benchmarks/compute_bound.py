@@ -23,9 +23,9 @@ from torch import nn
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
-from models.architectures import bounded, coding_layers, decode_symbols, encode_symbols
-from models.layers import GDN
-from models.registry import get_card, load_model
+from codec.models.architectures import bounded, coding_layers, decode_symbols, encode_symbols
+from codec.models.layers import GDN
+from codec.models.registry import get_card, load_model
 from speed import Worker
 
 COMPARED_MODEL = "msh2-q3"  # a one-rate mean-scale model, the architecture CompressAI also has

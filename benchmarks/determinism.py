@@ -21,9 +21,9 @@ from codec.api import compress, decompress, rate_position
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.metrics import psnr
-from models.exact import split_channel_sums
-from models.tiling import blockwise
-from models.registry import SHIPPED_DIR, get_card, list_models, load_model
+from codec.models.exact import split_channel_sums
+from codec.models.tiling import blockwise
+from codec.models.registry import SHIPPED_DIR, get_card, list_models, load_model
 
 
 @contextlib.contextmanager

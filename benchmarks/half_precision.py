@@ -12,8 +12,8 @@ from codec.image import open_image, to_image, to_tensor
 from codec.metrics import psnr
 from codec.fileio import image_files
 from codec.train import Checkpoint, TrainConfig
-from models.architectures import build_model
-from models.registry import compact_state
+from codec.models.architectures import build_model
+from codec.models.registry import compact_state
 
 
 def coded(model, image) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.train import Contender, Trainer, TrainConfig, load_validation, race
 from learning_speed import LMBDA, apply_settings, db_per_doubling
-from models.layers import HYPER_ATTENTION
+from codec.models.layers import HYPER_ATTENTION
 
 
 def main():

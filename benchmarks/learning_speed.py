@@ -29,7 +29,7 @@ import torch
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.train import Contender, Trainer, TrainConfig, load_validation, race
-from models.registry import SHIPPED_DIR, list_models
+from codec.models.registry import SHIPPED_DIR, list_models
 
 LMBDA = 0.0067
 

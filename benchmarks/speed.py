@@ -33,7 +33,7 @@ from codec.allocator import bounded_heap, retain_freed_memory
 from codec.fileio import image_files
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import psnr
-from models.registry import get_card, load_model
+from codec.models.registry import get_card, load_model
 
 COMPARED_MODEL = "msh2-q3"  # a one-rate mean-scale model, the architecture CompressAI also has
 

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 import codec
 from codec.image import open_image
 from codec.metrics import psnr
-from models.architectures import FactorizedPrior, ScaleHyperprior
+from codec.models.architectures import FactorizedPrior, ScaleHyperprior
 
 SMALL_TILES = {"whole_pixels": 0, "analysis_tile": 128, "synthesis_tile": 8, "hyper_tile": 2}
 OWNERS = {"whole_pixels": FactorizedPrior, "analysis_tile": FactorizedPrior, "synthesis_tile": FactorizedPrior,

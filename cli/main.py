@@ -12,10 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-warnings.filterwarnings("ignore", category=FutureWarning, module="torch")  # compressai's jit.script use
-
-from codec.errors import CodecError, ConversionWarning  # noqa: E402
-from codec.fileio import IMAGE_SUFFIXES  # noqa: E402
+from codec.errors import CodecError, ConversionWarning
+from codec.fileio import IMAGE_SUFFIXES
 
 app = typer.Typer(help="A learned image codec.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 out = Console(highlight=False, soft_wrap=True)
@@ -189,8 +187,8 @@ def decompress(
 @one_line_errors
 def models():
     """List the installed models and their Kodak scores: the rate points, earlier shipped ones, the user's."""
-    from models.architectures import ARCHITECTURES
-    from models.registry import DEFAULT_MODEL, SHIPPED_DIR, list_models
+    from codec.models.architectures import ARCHITECTURES
+    from codec.models.registry import DEFAULT_MODEL, SHIPPED_DIR, list_models
 
     def trade_off(card) -> str:
         if card.lmbda is not None:
@@ -259,7 +257,7 @@ def train(
     """
     from codec.train import TrainConfig, is_main_process, train as run_training
 
-    from models.architectures import ARCHITECTURES
+    from codec.models.architectures import ARCHITECTURES
 
     if arch not in ARCHITECTURES:
         raise CodecError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHITECTURES)})")
@@ -275,7 +273,7 @@ def train(
     if metric == "ms-ssim" and crop < 161:
         raise CodecError("MS-SSIM training needs --crop of at least 161 (its five scales)")
     if init:
-        from models.registry import get_card
+        from codec.models.registry import get_card
 
         if Path(init).is_file():
             from codec.train import Checkpoint

@@ -23,7 +23,7 @@ from codec.bitstream import MAX_QUALITY, Bitstream
 from codec.errors import BitstreamError, CodecError, ModelError
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import bits_per_pixel, psnr as psnr_of
-from models.registry import ModelCard, default_card, get_card, load_model
+from codec.models.registry import ModelCard, default_card, get_card, load_model
 
 
 def _hundredths(quality) -> int:

@@ -10,7 +10,7 @@ from codec.errors import CodecError, ModelError
 from codec.evaluate import measure, summarize
 from codec.fileio import image_files
 from codec.train import Checkpoint, TrainConfig, hardware
-from models.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
+from codec.models.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -66,7 +66,7 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, default_q
     }
     card = save_model(
         model.eval(), SHIPPED_DIR if ship else user_dir(), name=name, arch=config.arch, config=config.model_config(),
-        lmbda=config.lmbda, metric=config.metric, default_quality=default_quality, training=training,
+        lmbda=None if variable else config.lmbda, metric=config.metric, default_quality=default_quality, training=training,
     )
     if kodak_dir is not None:
         kodak = summarize([measure(path, card.name) for path in image_files(kodak_dir)])

@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+import codec.data
+
 from codec import baselines as pillow
 from codec.api import compress, decompress
 from codec.errors import CodecError
@@ -31,11 +33,11 @@ from codec.fileio import image_files, write_bytes_atomic
 from codec.image import open_image
 from codec.parallel import in_processes
 from codec.metrics import ms_ssim_db
-from models.registry import ModelCard, default_card, get_card, load_model
+from codec.models.registry import ModelCard, default_card, get_card, load_model
 
 MODEL_CODEC = "lic"  # the curve of our one-rate models, one point per model; a variable-rate one has its own
 QUALITIES = tuple(range(0, 101, 10))  # a variable-rate model's points
-PUBLISHED = Path(__file__).resolve().parent.parent / "data" / "published" / "compressai-kodak.json"
+PUBLISHED = Path(codec.data.__file__).parent / "published" / "compressai-kodak.json"
 MEASURES = ("bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 ROW_FIELDS = ("codec", "setting", "image", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
 BD_METRICS = {"psnr": "PSNR-RGB", "ms_ssim_db": "MS-SSIM (dB)"}

@@ -33,8 +33,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from codec.errors import CodecError
 from codec.fileio import atomic_write, image_files
 from codec.image import to_tensor
-from models.architectures import build_model
-from models.registry import get_card, load_model
+from codec.models.architectures import build_model
+from codec.models.registry import get_card, load_model
 
 @dataclass
 class TrainConfig:

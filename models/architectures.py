@@ -21,10 +21,10 @@ from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 from torch import nn
 
-from models.exact import exact_forward
-from models.layers import GDN, make_hyper_attention
-from models.strided import depth_to_space_conv, space_to_depth_conv
-from models.tiling import blockwise, tiled
+from codec.models.exact import exact_forward
+from codec.models.layers import GDN, make_hyper_attention
+from codec.models.strided import depth_to_space_conv, space_to_depth_conv
+from codec.models.tiling import blockwise, tiled
 
 # Scales below/above these bounds share the first/last CDF (CompressAI's table for 64 levels).
 SCALE_TABLE = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64))

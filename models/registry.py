@@ -18,7 +18,7 @@ import torch
 
 from codec.errors import ModelError
 from codec.fileio import write_bytes_atomic
-from models.architectures import build_model
+from codec.models.architectures import build_model
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "vr1"

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from models.architectures import build_model, cpu_computes_bfloat16
-from models.registry import save_model
+from codec.models.architectures import build_model, cpu_computes_bfloat16
+from codec.models.registry import save_model
 
 SMALL = {"N": 16, "M": 32}
 
@@ -44,7 +44,7 @@ def codec_home(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_model(codec_home):
     """A small untrained mean-scale model registered as 'tiny' in the user registry."""
-    from models.registry import user_dir
+    from codec.models.registry import user_dir
 
     card = save_model(
         small_model(), user_dir(), name="tiny", arch="mean-scale-hyperprior",
@@ -57,7 +57,7 @@ def tiny_model(codec_home):
 def tiny_variable_model(codec_home):
     """A small untrained variable-rate model registered as 'tinyvr' in the user registry; its
     gains (1 to 100) make its latents, small before training, span a range of rates."""
-    from models.registry import user_dir
+    from codec.models.registry import user_dir
 
     model = small_model("gained-mean-scale-hyperprior", hyper_block=4)
     with torch.no_grad():

@@ -11,7 +11,7 @@ from PIL import Image
 
 import codec
 from codec.image import open_image, to_image, to_tensor
-from models.registry import load_model, save_model, user_dir
+from codec.models.registry import load_model, save_model, user_dir
 from tests.conftest import SMALL, natural_image, small_model
 
 

@@ -8,8 +8,8 @@ from torch import nn
 
 from tests.conftest import CODING_DTYPES, natural_image, small_model
 from codec.image import to_tensor
-from models.architectures import decode_symbols, encode_symbols
-from models.strided import depth_to_space_conv, space_to_depth_conv
+from codec.models.architectures import decode_symbols, encode_symbols
+from codec.models.strided import depth_to_space_conv, space_to_depth_conv
 
 CASES = [("factorized", {}), ("scale-hyperprior", {"hyper_attention": "none"}), ("mean-scale-hyperprior", {"hyper_attention": "none"})]
 CASES += [(arch, {"hyper_attention": a}) for arch in ("scale-hyperprior", "mean-scale-hyperprior") for a in ("grn", "gc", "sge", "gct")]
@@ -61,7 +61,7 @@ def test_file_size_matches_likelihood_estimate():
 
 
 def test_unknown_architecture():
-    from models.architectures import build_model
+    from codec.models.architectures import build_model
 
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("cheng2020")

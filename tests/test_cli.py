@@ -3,7 +3,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from codec.cli.main import app
 from codec.bitstream import Bitstream
 from tests.conftest import natural_image
 
@@ -168,7 +168,7 @@ def test_train_from_a_registered_model(tiny_model, tmp_path):
                  "--batch-size", 1, "--crop", 64, "--init", "tiny", "--name", "tuned")
     assert result.exit_code == 0, result.output
     assert "starting from the weights of model tiny" in result.stderr
-    from models.registry import get_card
+    from codec.models.registry import get_card
 
     card, start = get_card("tuned"), get_card("tiny")
     assert card.config["N"] == 16 and card.training["recipe"]["init"] == "tiny"
@@ -218,7 +218,7 @@ def test_train_defaults_are_the_recipe():
     import dataclasses
     import inspect
 
-    from cli.main import train
+    from codec.cli.main import train
     from codec.train import TrainConfig
 
     options = inspect.signature(train).parameters

@@ -9,7 +9,7 @@ import sys
 import torch
 
 from codec.train import Checkpoint
-from models.registry import get_card
+from codec.models.registry import get_card
 
 # Runs the `codec train` command and then saves this rank's final weights, which only the test needs:
 # rank 0's checkpoint alone cannot show that the other rank ended with the same model.
@@ -18,7 +18,7 @@ import os, sys
 import torch
 from torch.nn.parallel import DistributedDataParallel
 import codec.train
-from cli.main import app
+from codec.cli.main import app
 
 models = []
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.layers import (
+from codec.models.layers import (
     GDN,
     GatedChannelTransform,
     GlobalContext,

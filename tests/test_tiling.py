@@ -7,10 +7,10 @@ import torch
 import codec
 from codec.image import to_image, to_tensor
 from codec.metrics import psnr
-from models.architectures import FactorizedPrior, ScaleHyperprior
-from models.exact import exact_forward
-from models.registry import load_model
-from models.tiling import blockwise
+from codec.models.architectures import FactorizedPrior, ScaleHyperprior
+from codec.models.exact import exact_forward
+from codec.models.registry import load_model
+from codec.models.tiling import blockwise
 from tests.conftest import CODING_DTYPES, natural_image, small_model
 
 

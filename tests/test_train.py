@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from codec.train import Checkpoint, TrainConfig, learning_rate, rd_loss, train
-from models.architectures import build_model
+from codec.models.architectures import build_model
 
 
 def config(data, steps, **recipe):
@@ -66,7 +66,7 @@ def test_packed_checkpoint_is_smaller_and_resumes_close_to_the_run(dataset, tmp_
 def test_moving_average_is_what_ships(dataset, tmp_path, codec_home):
     """With --ema the checkpoint keeps the average apart from the live weights, and export ships the average."""
     from codec.export import export_checkpoint
-    from models.registry import get_card, load_model
+    from codec.models.registry import get_card, load_model
 
     path = train(config(dataset, 3, ema=0.5), tmp_path / "ema.ckpt", report=lambda *a: None)
     state = Checkpoint.load(path)
@@ -151,7 +151,7 @@ def test_variable_rate_loss_weighs_each_crop_by_its_lambda():
 
 def test_variable_rate_run_starts_from_a_one_rate_model_and_resumes(dataset, tmp_path):
     """The one-rate run's transforms carry over; the gains start at (anchor / its lambda)^0.56."""
-    from models.architectures import GainedMeanScaleHyperprior
+    from codec.models.architectures import GainedMeanScaleHyperprior
 
     one_rate = train(config(dataset, 2, hyper_block=4), tmp_path / "one.ckpt", report=lambda *a: None)
     variable = dict(lmbda=None, arch="gained-mean-scale-hyperprior", hyper_block=4, init=str(one_rate), ema=0.0)

@@ -2,24 +2,78 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import io
+import os
+import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
+from codec import __version__
 from codec.errors import CodecError, ConversionWarning
-from codec.fileio import IMAGE_SUFFIXES
+from codec.fileio import IMAGE_SUFFIXES, atomic_write
 
-app = typer.Typer(help="A learned image codec.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+try:  # typer vendors click from 0.2x on
+    from typer._click.exceptions import UsageError
+except ImportError:
+    from click.exceptions import UsageError
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SUFFIX = ".lic"
+STREAM = "-"  # as an input, standard input; as -o, standard output
+LOSSLESS_FORMATS = {"PNG", "TIFF", "BMP", "PPM"}  # Pillow's writers that keep the decoded pixels exactly
+
+
+class OneLineUsageErrors(TyperGroup):
+    """Usage errors (an unknown option, a missing or malformed value) as one line and exit status 1,
+    as every other failure, rather than click's panel and status 2."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        extra["standalone_mode"] = False  # click's errors are raised here, not printed
+        try:
+            status = super().main(args, prog_name, **extra)
+        except UsageError as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # a bare `codec`: the help is printed
+                sys.exit(error.exit_code)
+            message = error.format_message().rstrip(".")
+            hint = f" (see {error.ctx.command_path} --help)" if error.ctx else ""
+            err.print(f"codec: error: {message[:1].lower()}{message[1:]}{hint}", markup=False)
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)
+
+
+app = typer.Typer(help="A learned image codec.", cls=OneLineUsageErrors, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+
+
+def print_version(value: bool) -> None:
+    if value:
+        out.print(f"codec {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def options(version: Annotated[bool, typer.Option(
+        "--version", callback=print_version, is_eager=True, help="Print the version and exit.")] = False):
+    """A learned image codec."""
+
+
+def message_of(error: Exception) -> str:
+    """A user-caused failure (a CodecError or an OSError) in one line."""
+    if isinstance(error, OSError):
+        name = f"{error.filename}: " if error.filename else ""
+        return f"{name}{error.strerror or error}"
+    return str(error)
 
 
 def one_line_errors(command):
@@ -33,14 +87,11 @@ def one_line_errors(command):
                 try:
                     return command(*args, **kwargs)
                 finally:
-                    for warning in caught:
-                        if issubclass(warning.category, ConversionWarning):
-                            err.print(f"note: {warning.message}")
-        except CodecError as error:
-            err.print(f"codec: error: {error}", markup=False)
-        except OSError as error:
-            name = f"{error.filename}: " if error.filename else ""
-            err.print(f"codec: error: {name}{error.strerror or error}", markup=False)
+                    notes = [str(w.message) for w in caught if issubclass(w.category, ConversionWarning)]
+                    for note in dict.fromkeys(notes):  # once each: eval meets an image once per setting
+                        err.print(f"note: {note}", markup=False)
+        except (CodecError, OSError) as error:
+            err.print(f"codec: error: {message_of(error)}", markup=False)
         except KeyboardInterrupt:
             err.print("codec: interrupted")
             raise typer.Exit(130)
@@ -49,37 +100,92 @@ def one_line_errors(command):
     return wrapper
 
 
-def expand_inputs(inputs: list[Path], suffixes: set[str] | None) -> list[Path]:
-    """Files as given; folders replaced by the matching files inside them."""
+def named(path: Path, stream: str) -> str:
+    """A path as messages name it: "-" is the stream, standard input or output."""
+    return stream if str(path) == STREAM else str(path)
+
+
+def report_failure(source: Path, message: str) -> None:
+    """One line for a file that failed, naming it once; the batch goes on to the next."""
+    name = named(source, "standard input")
+    err.print(f"codec: error: {message if message.startswith(name + ':') else f'{name}: {message}'}", markup=False)
+
+
+def read_input(source: Path) -> bytes:
+    return sys.stdin.buffer.read() if str(source) == STREAM else source.read_bytes()
+
+
+def write_output(target: Path, write: Callable) -> None:
+    """write(file) into the target through a temporary file (see atomic_write), or for "-" onto
+    standard output, whole: a pipe cannot seek, as some image writers do."""
+    if str(target) != STREAM:
+        atomic_write(target, write)
+        return
+    buffer = io.BytesIO()
+    write(buffer)
+    sys.stdout.buffer.write(buffer.getvalue())
+    sys.stdout.buffer.flush()
+
+
+def expand_inputs(inputs: list[Path], suffixes: set[str] | None) -> list[tuple[Path, Path | None]]:
+    """Each input file with its path inside the folder it was found in (None for a file given as
+    such): folders are replaced by the matching files inside them, recursively."""
     files = []
     for path in inputs:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and (suffixes is None or p.suffix.lower() in suffixes))
             if not found:
                 raise CodecError(f"{path}: no input files in this folder")
-            files.extend(found)
+            files.extend((p, p.relative_to(path)) for p in found)
         else:
-            files.append(path)
+            files.append((path, None))
     return files
 
 
-def output_paths(inputs: list[Path], output: Path | None, suffix: str, force: bool) -> list[Path]:
-    """Where each input's result goes; refuses to overwrite without --force, before any work."""
-    many = len(inputs) > 1 or (output is not None and output.is_dir())
+def output_paths(inputs: list[tuple[Path, Path | None]], output: str | None, suffix: str, force: bool, skip: bool) -> list[Path]:
+    """Where each input's result goes: beside it, or where -o says: a folder, mirroring the input
+    folders' subfolders, for several inputs, a folder input, an existing folder or a path ending in
+    "/". Refuses to overwrite without --force (or --skip-existing), before any work."""
+    sources = [source for source, _ in inputs]
+    if force and skip:
+        raise CodecError("give at most one of --force and --skip-existing")
+    if STREAM in map(str, sources) and (len(inputs) > 1 or output is None):
+        raise CodecError("standard input (-) must be the only input, with -o FILE (or -o - for standard output)")
+    if output == STREAM:
+        if len(inputs) > 1 or inputs[0][1] is not None:
+            raise CodecError("standard output (-o -) takes one input file")
+        return [Path(STREAM)]
+    folder = output is not None and (
+        len(inputs) > 1 or inputs[0][1] is not None or output.endswith(("/", os.sep)) or Path(output).is_dir())
+
+    def renamed(path: Path) -> Path:
+        return path.with_suffix(suffix) if path.suffix != suffix else path.with_name(path.name + suffix)
+
     if output is None:
-        targets = [path.with_suffix(suffix) if path.suffix != suffix else path.with_name(path.name + suffix) for path in inputs]
-    elif many:
-        targets = [output / path.with_suffix(suffix).name for path in inputs]
+        targets = [renamed(source) for source in sources]
+    elif folder:
+        targets = [Path(output) / renamed(inside or Path(source.name)) for source, inside in inputs]
     else:
-        targets = [output]
+        targets = [Path(output)]
     if len(set(targets)) != len(targets):
         raise CodecError("two inputs would write the same output file; give them distinct names")
-    for source, target in zip(inputs, targets):
+    for source, target in zip(sources, targets):
         if target.resolve() == source.resolve():
             raise CodecError(f"{target}: output would overwrite its own input")
-        if target.exists() and not force:
-            raise CodecError(f"{target}: already exists (use --force to overwrite)")
+        if target.exists() and not (force or skip):
+            raise CodecError(f"{target}: already exists (use --force to overwrite, or --skip-existing)")
     return targets
+
+
+def without_existing(pairs: list[tuple[Path, Path]], report: Console) -> list[tuple[Path, Path]]:
+    """The (input, output) pairs whose output does not exist yet; the others are reported as skipped."""
+    todo = []
+    for source, target in pairs:
+        if str(target) != STREAM and target.exists():
+            report.print(f"{named(source, 'standard input')} -> {target}  skipped (exists)", markup=False)
+        else:
+            todo.append((source, target))
+    return todo
 
 
 def progress_over(items, count: int, label: str):
@@ -92,18 +198,27 @@ def progress_over(items, count: int, label: str):
         yield from progress.track(items, total=count)
 
 
-def compress_one(job: tuple[Path, Path, dict, bool]) -> tuple[str, list[str]]:
-    """Code one file (in this process or a worker): its report line and its conversion notes."""
+def compress_one(job: tuple[Path, Path, dict, bool]) -> tuple[str, list[str], str | None]:
+    """Code one file (in this process or a worker): its report line and its conversion notes, and
+    the message of the failure that stopped it, if one did (a batch goes on past a bad file)."""
+    source, target, setting, verify = job
+    line, problem = "", None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConversionWarning)
+        try:
+            line = compress_file(source, target, setting, verify)
+        except (CodecError, OSError) as error:
+            problem = message_of(error)
+    return line, [str(w.message) for w in caught if issubclass(w.category, ConversionWarning)], problem
+
+
+def compress_file(source: Path, target: Path, setting: dict, verify: bool) -> str:
+    """Code one file into another ("-": standard input or output); returns its report line."""
     from codec.api import compress_to_target, compress as compress_image, decompress
-    from codec.fileio import write_bytes_atomic
     from codec.image import open_image
     from codec.metrics import bits_per_pixel, ms_ssim, ms_ssim_db, psnr
 
-    source, target, setting, verify = job
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConversionWarning)
-        image = open_image(source)
-    notes = [str(w.message) for w in caught if issubclass(w.category, ConversionWarning)]
+    image = open_image(io.BytesIO(read_input(source)) if str(source) == STREAM else source)
     if "bpp" in setting or "psnr" in setting:
         result = compress_to_target(image, **setting)
         data = result.data
@@ -112,31 +227,35 @@ def compress_one(job: tuple[Path, Path, dict, bool]) -> tuple[str, list[str]]:
         chosen = f"  (target {wanted}: {reached} q{result.quality:g}" + ("" if result.psnr is None else f", {result.psnr:.2f} dB") + ")"
     else:
         data, chosen = compress_image(image, **setting), ""
-    write_bytes_atomic(target, data)
-    line = f"{source} -> {target}  {image.width}x{image.height}  {len(data):,} bytes  {bits_per_pixel(len(data), image):.4f} bpp{chosen}"
+    write_output(target, lambda f: f.write(data))
+    line = (f"{named(source, 'standard input')} -> {named(target, 'standard output')}  {image.width}x{image.height}  "
+            f"{len(data):,} bytes  {bits_per_pixel(len(data), image):.4f} bpp{chosen}")
     if verify:
         decoded = decompress(data)
         line += f"  PSNR {psnr(image, decoded):.2f} dB"
         score = ms_ssim(image, decoded)
         line += "  MS-SSIM n/a (image too small)" if score is None else f"  MS-SSIM {score:.4f} ({ms_ssim_db(score):.2f} dB)"
-    return line, notes
+    return line
 
 
 @app.command()
 @one_line_errors
 def compress(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (or folder, for several inputs).")] = None,
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images; - reads standard input.", show_default=False)],
+    output: Annotated[Optional[str], typer.Option(
+        "-o", "--output", metavar="PATH", help="Output file, or folder (for several inputs, or ending in /); - writes standard output.")] = None,
     quality: Annotated[Optional[float], typer.Option(
         "-q", "--quality", help="Quality from 0 to 100, any value (higher: more bits, better); default: the model's.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `codec models`); default: the shipped one.")] = None,
     target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", help="Pick the quality: the most bits within this many per pixel (within 2 %).")] = None,
     target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Pick the quality: the fewest bits reaching this PSNR (dB).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone (reported as skipped).")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Decode the result and report PSNR and MS-SSIM.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for several inputs, one thread each (one process already uses every core).")] = 1,
 ):
-    """Compress images into .lic files."""
+    """Compress images into .lic files; a folder's subfolders are mirrored in the output folder."""
+    from codec.api import check_options
     from codec.parallel import in_processes
 
     chosen = {"quality": quality, "bpp": target_bpp, "psnr": target_psnr}
@@ -147,40 +266,64 @@ def compress(
         setting["model"] = model
     if jobs < 1:
         raise CodecError(f"--jobs must be at least 1 (got {jobs})")
+    check_options(quality, model, target_bpp, target_psnr)
     files = expand_inputs(images, IMAGE_SUFFIXES)
-    targets = output_paths(files, output, SUFFIX, force)
-    work = [(source, target, setting, verify) for source, target in zip(files, targets)]
+    targets = output_paths(files, output, SUFFIX, force, skip_existing)
+    report = err if output == STREAM else out  # standard output holds the file alone
+    pairs = [(source, target) for (source, _), target in zip(files, targets)]
+    work = [(source, target, setting, verify) for source, target in (without_existing(pairs, report) if skip_existing else pairs)]
     jobs = min(jobs, len(work))
     results = in_processes(compress_one, work, jobs) if jobs > 1 else ((job, compress_one(job)) for job in work)
-    for _, (line, notes) in progress_over(results, len(work), "compressing"):
+    failures = 0
+    for (source, *_), (line, notes, problem) in progress_over(results, len(work), "compressing"):
         for note in notes:
             err.print(f"note: {note}", markup=False)
-        out.print(line, markup=False)
+        if problem:
+            report_failure(source, problem)
+            failures += 1
+        else:
+            report.print(line, markup=False)
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()
 @one_line_errors
 def decompress(
-    files: Annotated[list[Path], typer.Argument(help=".lic files or folders of them.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output image (or folder, for several inputs).")] = None,
+    files: Annotated[list[Path], typer.Argument(help=".lic files or folders of them; - reads standard input.", show_default=False)],
+    output: Annotated[Optional[str], typer.Option(
+        "-o", "--output", metavar="PATH", help="Output image, or folder (for several inputs, or ending in /); - writes PNG to standard output.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone (reported as skipped).")] = False,
 ):
-    """Decompress .lic files into images (PNG unless -o names another lossless format)."""
+    """Decompress .lic files into images: PNG, or TIFF, BMP or PPM/PGM as -o names them (lossless formats only)."""
     from PIL import Image
 
     from codec.api import decompress as decompress_bytes
-    from codec.fileio import atomic_write
 
     sources = expand_inputs(files, {SUFFIX})
-    targets = output_paths(sources, output, ".png", force)
+    targets = output_paths(sources, output, ".png", force, skip_existing)
     extensions = Image.registered_extensions()
-    for target in targets:
-        if target.suffix.lower() not in extensions:
-            raise CodecError(f"{target}: unknown image format {target.suffix!r} (use .png)")
-    for source, target in progress_over(list(zip(sources, targets)), len(sources), "decompressing"):
-        image = decompress_bytes(source.read_bytes())
-        atomic_write(target, lambda f: image.save(f, format=extensions[target.suffix.lower()]))
-        out.print(f"{source} -> {target}  {image.width}x{image.height} {image.mode}", markup=False)
+    formats = {target: "PNG" if str(target) == STREAM else extensions.get(target.suffix.lower()) for target in targets}
+    for target, kind in formats.items():
+        if kind not in LOSSLESS_FORMATS:
+            problem = f"unknown image format {target.suffix!r}" if kind is None else f"{kind} is not a lossless format"
+            raise CodecError(f"{target}: {problem} (use .png, .tif, .bmp or .ppm)")
+    report = err if output == STREAM else out  # standard output holds the image alone
+    pairs = [(source, target) for (source, _), target in zip(sources, targets)]
+    todo = without_existing(pairs, report) if skip_existing else pairs
+    failures = 0
+    for source, target in progress_over(todo, len(todo), "decompressing"):
+        try:
+            image = decompress_bytes(read_input(source))
+            write_output(target, lambda f: image.save(f, format=formats[target]))
+        except (CodecError, OSError) as error:
+            report_failure(source, message_of(error))
+            failures += 1
+            continue
+        report.print(f"{named(source, 'standard input')} -> {named(target, 'standard output')}  {image.width}x{image.height} {image.mode}", markup=False)
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -222,8 +365,9 @@ def models():
 @app.command()
 @one_line_errors
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="Folder of training images (searched recursively).")],
-    out_path: Annotated[Path, typer.Option("--out", help="Checkpoint file; an existing one is resumed.")],
+    out_path: Annotated[Path, typer.Option("-o", "--output", "--out", help="Checkpoint file; an existing one is resumed.")],
     lmbda: Annotated[Optional[float], typer.Option(
         help="Rate-distortion trade-off λ (higher: more bits, better quality); not for the variable-rate architecture, "
              "which trains its anchors' λs at once.")] = None,
@@ -247,6 +391,7 @@ def train(
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation images, scored every --val-every steps.")] = None,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
     name: Annotated[Optional[str], typer.Option(help="Register the result as this model when done.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing user model of that --name.")] = False,
     init: Annotated[Optional[str], typer.Option(
         help="Start from this registered model's weights, or a training checkpoint's (a path); a variable-rate "
              "--arch may start from a one-rate model.")] = None,
@@ -255,15 +400,25 @@ def train(
 
     Under `torchrun --nproc_per_node N` it trains with N processes (one per GPU, or sharing the CPU).
     """
+    from codec.export import check_name
     from codec.train import TrainConfig, is_main_process, train as run_training
 
-    from codec.models.architectures import ARCHITECTURES
+    from codec.models.architectures import ARCHITECTURES, build_model
+    from codec.models.layers import HYPER_ATTENTION
 
     if arch not in ARCHITECTURES:
         raise CodecError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHITECTURES)})")
     variable_rate = arch.startswith("gained-")
     if lmbda is None and not variable_rate:
         raise CodecError(f"--lmbda is needed for {arch}")
+    for option, count in (("--steps", steps), ("--batch-size", batch_size), ("--N", n), ("--M", m), ("--val-every", val_every)):
+        if count < 1:
+            raise CodecError(f"{option} must be at least 1 (got {count})")
+    for option, value in (("--lmbda", lmbda), ("--lr", lr)):
+        if value is not None and not value > 0:
+            raise CodecError(f"{option} must be positive (got {value:g})")
+    if hyper_attention not in HYPER_ATTENTION:
+        raise CodecError(f"unknown --hyper-attention {hyper_attention!r} (choose from {', '.join(HYPER_ATTENTION)})")
     if metric not in ("mse", "ms-ssim"):
         raise CodecError(f"unknown metric {metric!r} (mse or ms-ssim)")
     if not 0 <= ema < 1:
@@ -297,6 +452,15 @@ def train(
         data=str(data), lmbda=None if variable_rate else lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
         metric=metric, steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
     )
+    try:  # what no option checks alone, such as SGE's groups, which must divide the channels
+        build_model(arch, **config.model_config())
+    except ValueError as error:
+        raise CodecError(f"--arch {arch} --N {n} --M {m} --hyper-attention {hyper_attention}: {error}")
+    if name:
+        check_name(name, force=force)  # now, not after the training
+    # The recipe's fields that the command line sets: a resume names those it ignores.
+    recipe = {field.name for field in dataclasses.fields(TrainConfig)}
+    typed = [{"n": "N", "m": "M"}.get(param, param) for param in ctx.params if ctx.get_parameter_source(param).name == "COMMANDLINE"]
     with Progress(
         TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
         console=err, disable=not (err.is_terminal and is_main_process()),
@@ -315,9 +479,9 @@ def train(
                     err.print(f"step {step}  {status}")
 
         run_training(config, out_path, val_dir=str(val) if val else None, val_every=val_every, report=report,
-                     notice=lambda message: err.print(message, markup=False))
+                     notice=lambda message: err.print(message, markup=False), asked=tuple(f for f in typed if f in recipe))
     if name and is_main_process():
-        export(out_path, name=name)
+        export(out_path, name=name, force=force)
 
 
 @app.command()
@@ -329,11 +493,12 @@ def export(
     default_quality: Annotated[Optional[float], typer.Option(
         help="A variable-rate model's quality when none is asked for (0-100).")] = None,
     kodak: Annotated[Optional[Path], typer.Option(help="Folder of Kodak images to score the model on.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing model of that name.")] = False,
 ):
     """Register a checkpoint as a model: update its CDF tables, write weights and manifest."""
     from codec.export import export_checkpoint
 
-    card = export_checkpoint(checkpoint, name, ship=ship, default_quality=default_quality, kodak_dir=kodak)
+    card = export_checkpoint(checkpoint, name, ship=ship, default_quality=default_quality, kodak_dir=kodak, force=force)
     out.print(f"registered model {card.name} in {card.directory}")
     if card.kodak:
         out.print(f"Kodak: {card.kodak['bpp']:.4f} bpp, PSNR {card.kodak['psnr']:.2f} dB, MS-SSIM {card.kodak['ms_ssim']:.4f}")
@@ -350,7 +515,6 @@ def pack(
     (Adam's moments in bfloat16, the moving average restarted: close to, not bit for bit, the run)."""
     import torch
 
-    from codec.fileio import atomic_write
     from codec.train import Checkpoint
 
     if not checkpoint.is_file():
@@ -371,8 +535,10 @@ def evaluate(
         help="Comma-separated model names (default: the shipped rate points; none: baselines only).", show_default=False)] = None,
     baselines: Annotated[str, typer.Option(
         help="Comma-separated: jpeg (= jpeg420,jpeg444), jpeg420, jpeg444, webp, avif, jpeg2000, all, or none.")] = "jpeg,webp,avif,jpeg2000",
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder: rows.csv, curves.json, bd-rate.md, rd.png, cache/.")] = Path("eval"),
+    out_dir: Annotated[Path, typer.Option(
+        "-o", "--output", "--out", help="Output folder: rows.csv, curves.json, bd-rate.md, rd.png, cache/.")] = Path("eval"),
     jobs: Annotated[int, typer.Option(help="Worker processes for the baselines (our models run in the main process).")] = 2,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the report in an output folder that holds one.")] = False,
 ):
     """Rate-distortion of our models and Pillow's codecs on a folder of images; resumable, cached in OUT/cache."""
     from codec import report
@@ -382,6 +548,8 @@ def evaluate(
     folder = dataset or default_kodak_dir()
     codecs = parse_baselines(baselines)
     cards = report.select_models(models)
+    if not force and any((out_dir / name).exists() for name in report.REPORT_FILES):
+        raise CodecError(f"{out_dir}: already holds a report (use --force to overwrite it)")
     tasks = report.plan(folder, cards, codecs)
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:
@@ -389,7 +557,7 @@ def evaluate(
         rows = report.run(tasks, out_dir / "cache", jobs=jobs, advance=lambda: progress.advance(bar))
     curves = report.curves(rows)
     title = f"{folder.resolve().name} ({len({row['image'] for row in rows})} images)"
-    written = report.write_outputs(out_dir, rows, curves, title)
+    written = report.write_outputs(out_dir, rows, curves, title, kodak=report.is_kodak(folder))
 
     table = Table("codec", "setting", "images", "bpp", "PSNR", "MS-SSIM", "MS-SSIM dB", "encode s", "decode s", box=None)
     for codec, points in curves.items():

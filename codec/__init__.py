@@ -3,9 +3,16 @@
 The API is imported on first use, so that `codec --help` and the errors need no torch.
 """
 
+import importlib.metadata
+
 from codec.errors import BitstreamError, CodecError, ConversionWarning, ImageError, ModelError
 
-__all__ = ["compress", "decompress", "compress_to_target", "CodecError", "BitstreamError", "ImageError", "ModelError", "ConversionWarning"]
+try:
+    __version__ = importlib.metadata.version("lic-codec")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["__version__", "compress", "decompress", "compress_to_target", "CodecError", "BitstreamError", "ImageError", "ModelError", "ConversionWarning"]
 
 
 def __getattr__(name: str):

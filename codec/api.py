@@ -51,6 +51,30 @@ def _chosen(quality, model: str | None) -> tuple[ModelCard, int | None]:
     return card, _hundredths(card.default_quality if quality is None else quality)
 
 
+def _targeted(bpp: float | None, psnr: float | None, model: str | None) -> ModelCard:
+    """The model whose quality a compress_to_target call searches, after checking that it has one
+    and that the call asks for one target, a positive number."""
+    if (bpp is None) == (psnr is None):
+        raise CodecError("give one target: bpp or PSNR")
+    target = bpp if bpp is not None else psnr
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
+        raise CodecError(f"the target must be a positive number (got {target!r})")
+    card, _ = _chosen(None, model)
+    if not card.arch.startswith("gained-"):
+        raise ModelError(f"model {card.name} codes at one rate: it has no quality to choose for a target")
+    return card
+
+
+def check_options(quality: float | None = None, model: str | None = None, bpp: float | None = None,
+                  psnr: float | None = None) -> None:
+    """Raise the error that compress (or, given a target, compress_to_target) would raise for these
+    options, before any image is read: a batch then reports a bad option once, not once per file."""
+    if bpp is None and psnr is None:
+        _chosen(quality, model)
+    else:
+        _targeted(bpp, psnr, model)
+
+
 def compress(image: str | Path | Image.Image, quality: float | None = None, model: str | None = None) -> bytes:
     """Code an image (a path or a PIL image) at a quality from 0 to 100 (default: the default
     model's), with the default model or a named one (a one-rate model takes no quality)."""
@@ -117,12 +141,7 @@ def compress_to_target(image: str | Path | Image.Image, bpp: float | None = None
     that reach `psnr` dB (to a quarter of a quality unit). A bisection over the quality, whose bits
     and PSNR grow with it; each probe is a real coding, and a decoding for a PSNR target. When none
     meets it, the nearest end: quality 0 for a bpp target, 100 for a PSNR one."""
-    if (bpp is None) == (psnr is None):
-        raise CodecError("give one target: bpp or PSNR")
-    target = bpp if bpp is not None else psnr
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
-        raise CodecError(f"the target must be a positive number (got {target!r})")
-    card, _ = _chosen(None, model)
+    card = _targeted(bpp, psnr, model)
     image = open_image(image)
     probes: dict[int, Targeted] = {}
 

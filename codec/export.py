@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -13,6 +15,36 @@ from codec.train import Checkpoint, TrainConfig, hardware
 from codec.models.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_name(name: str, ship: bool = False, force: bool = False) -> None:
+    """Refuse a name that would replace a model without `force` (files coded with the old weights
+    would no longer decode), or a user model of a shipped model's name (the shipped one hides it)."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise CodecError(f"model name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    if not ship and (SHIPPED_DIR / f"{name}.json").exists():
+        raise CodecError(f"model name {name!r} is a shipped model's: choose another")
+    directory = SHIPPED_DIR if ship else user_dir()
+    if (directory / f"{name}.json").exists() and not force:
+        raise CodecError(f"model {name} already exists in {directory} "
+                         "(use --force to replace it: files coded with it will no longer decode)")
+
+
+def data_description(folder: str) -> str:
+    """The training data as a manifest records it, never a machine's absolute path: the folder
+    relative to the current directory when it is inside it, else its name, with a hash of the
+    sorted list of the images in it (the files training reads) and their count."""
+    absolute = Path(os.path.abspath(folder))
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        pass
+    try:
+        files = sorted(path.relative_to(absolute).as_posix() for path in image_files(absolute))
+    except CodecError:  # gone or emptied since training: only its name is known
+        return absolute.name
+    digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:12]
+    return f"{absolute.name} (sha256 {digest}, {len(files)} files)"
 
 
 def training_command(config: TrainConfig) -> str:
@@ -41,14 +73,15 @@ DEFAULT_QUALITY = 30.0  # a variable-rate model's, unless export is told another
 
 
 def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, default_quality: float | None = None,
-                      kodak_dir: Path | None = None) -> ModelCard:
-    """Update the CDF tables, write weights + manifest, and optionally score the model on Kodak."""
-    if not NAME_PATTERN.fullmatch(name):
-        raise CodecError(f"model name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+                      kodak_dir: Path | None = None, force: bool = False) -> ModelCard:
+    """Update the CDF tables, write weights + manifest, and optionally score the model on Kodak;
+    an existing model of the name is replaced only with `force` (see check_name)."""
+    check_name(name, ship, force)
     if not Path(checkpoint).is_file():
         raise CodecError(f"{checkpoint}: no such checkpoint")
     state = Checkpoint.load(Path(checkpoint))
     config = Checkpoint.config(state)
+    config = dataclasses.replace(config, data=data_description(config.data))  # for the manifest
     model = Checkpoint.model(state)
     model.update(force=True)
     variable = config.arch.startswith("gained-")

@@ -2,14 +2,16 @@
 
 The codec codes 8-bit RGB. Other inputs are converted, each with a ConversionWarning that says what
 changed: grayscale is coded as RGB and decoded to grayscale; transparency is flattened onto white
-(no alpha is stored); palette, CMYK and other colour modes become RGB; 16-bit samples are reduced to
-8 bits; an EXIF orientation is applied so that the decoded image looks as the input is displayed.
+(no alpha is stored); palette, CMYK and other colour modes become RGB, 1-bit images 8-bit grayscale;
+16-bit samples are reduced to 8 bits; an EXIF orientation is applied so that the decoded image looks
+as the input is displayed; of an animation, only the first frame is coded.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -23,15 +25,17 @@ def _notice(message: str) -> None:
     warnings.warn(message, ConversionWarning, stacklevel=3)
 
 
-def open_image(source: str | Path | Image.Image) -> Image.Image:
-    """The input as an 8-bit "RGB" or "L" image, loaded, oriented and converted."""
+def open_image(source: str | Path | BinaryIO | Image.Image) -> Image.Image:
+    """The input as an 8-bit "RGB" or "L" image, loaded, oriented and converted. A binary file (such
+    as standard input, read into memory: Pillow needs to seek) is named "standard input" in messages."""
     if isinstance(source, Image.Image):
         return _normalize(source, "image")
-    path = Path(source)
+    stream = hasattr(source, "read")
+    path = "standard input" if stream else Path(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source if stream else path) as image:
                 _check_size(image.size, path)
                 # Pillow reads 48/64-bit PNGs as 8-bit RGB(A); only the raw mode, gone after load(), says so.
                 deep = any(";16" in str(tile.args) for tile in image.tile)
@@ -57,6 +61,10 @@ def _check_size(size: tuple[int, int], name) -> None:
 
 def _normalize(image: Image.Image, name, deep: bool = False) -> Image.Image:
     _check_size(image.size, name)
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        _notice(f"{name}: animated ({frames} frames): only the first frame is coded")
+        image = image.copy()  # that frame alone, which a second look does not call animated
     orientation = image.getexif().get(0x0112, 1)
     if orientation != 1:
         image = ImageOps.exif_transpose(image)
@@ -69,6 +77,7 @@ def _normalize(image: Image.Image, name, deep: bool = False) -> Image.Image:
     elif image.mode == "F":
         raise ImageError(f"{name}: floating-point images are not supported")
     if image.mode == "P":
+        _notice(f"{name}: palette image converted to RGB")
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "RGBa", "La"):
         alpha = image.getchannel("A")
@@ -79,6 +88,7 @@ def _normalize(image: Image.Image, name, deep: bool = False) -> Image.Image:
         background.paste(image.convert(base), mask=alpha)
         image = background
     if image.mode == "1":
+        _notice(f"{name}: 1-bit image converted to 8-bit grayscale")
         image = image.convert("L")
     if image.mode not in ("RGB", "L"):
         _notice(f"{name}: {image.mode} converted to RGB")

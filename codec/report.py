@@ -6,7 +6,8 @@ the image's sha256), so an interrupted run resumes where it stopped and a rerun 
 changed. Baselines run in worker processes (`jobs`); our models run in the main process before them,
 so that their timings do not share the cores with other work.
 
-Outputs: rows.csv (one row per image), curves.json (means per setting), bd-rate.md, rd.png.
+Outputs: rows.csv (one row per image), curves.json (means per setting), bd-rate.md, rd.png (with
+CompressAI's published Kodak curves when the folder is Kodak).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import codec.data
 
 from codec import baselines as pillow
 from codec.api import compress, decompress
-from codec.errors import CodecError
+from codec.errors import CodecError, ConversionWarning
 from codec.evaluate import measure_coded
+from codec.fetch import KODAK_SHA256
 from codec.fileio import image_files, write_bytes_atomic
 from codec.image import open_image
 from codec.parallel import in_processes
@@ -41,6 +43,7 @@ PUBLISHED = Path(codec.data.__file__).parent / "published" / "compressai-kodak.j
 MEASURES = ("bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 ROW_FIELDS = ("codec", "setting", "image", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
 BD_METRICS = {"psnr": "PSNR-RGB", "ms_ssim_db": "MS-SSIM (dB)"}
+REPORT_FILES = ("rows.csv", "curves.json", "bd-rate.md", "rd.png")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,11 @@ def select_models(text: str | None) -> list[ModelCard]:
         return [default_card()]
     names = [name.strip() for name in text.split(",") if name.strip()]
     return [] if names in ([], ["none"]) else [get_card(name) for name in names]
+
+
+def is_kodak(folder: Path) -> bool:
+    """Whether a dataset folder is Kodak (its 24 files by name), whose published curves rd.png then shows."""
+    return sorted(path.relative_to(folder).as_posix() for path in image_files(folder)) == sorted(KODAK_SHA256)
 
 
 def plan(folder: Path, models: list[ModelCard], codecs: list[str],
@@ -97,7 +105,9 @@ def run(tasks: list[Task], cache: Path, jobs: int = 2, advance: Callable[[], Non
         if measured[task] is not None:
             advance()
 
-    def done(task: Task, result: dict) -> None:
+    def done(task: Task, result: dict, notes: tuple[str, ...] = ()) -> None:
+        for note in notes:  # a worker's, raised again here where the command reports them
+            warnings.warn(note, ConversionWarning)
         write_bytes_atomic(_cache_path(cache, task), (json.dumps(result) + "\n").encode())
         measured[task] = result
         advance()
@@ -108,15 +118,20 @@ def run(tasks: list[Task], cache: Path, jobs: int = 2, advance: Callable[[], Non
     todo = [task for task in todo if not is_ours(task.codec)]
     if jobs == 1 or len(todo) < 2:
         for task in todo:
-            done(task, _measure_task(task))
+            done(task, *_measure_task(task))
     else:
-        for task, result in in_processes(_measure_task, todo, jobs):
-            done(task, result)
+        for task, outcome in in_processes(_measure_task, todo, jobs):
+            done(task, *outcome)
     return [_row(task, measured[task]) for task in tasks]
 
 
-def _measure_task(task: Task) -> dict:
-    return _measure_baseline(task.codec, task.setting, task.path)
+def _measure_task(task: Task) -> tuple[dict, tuple[str, ...]]:
+    """A baseline's result and the notes of its image's conversion, which a worker process would
+    otherwise print as raw warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConversionWarning)
+        result = _measure_baseline(task.codec, task.setting, task.path)
+    return result, tuple(str(w.message) for w in caught if issubclass(w.category, ConversionWarning))
 
 
 def _measure_baseline(codec: str, setting: int, path: Path) -> dict:
@@ -216,19 +231,20 @@ def load_published() -> dict:
     return json.loads(PUBLISHED.read_text())
 
 
-def write_outputs(out: Path, rows: list[dict], curves: dict[str, list[dict]], title: str) -> list[Path]:
-    """rows.csv, curves.json, bd-rate.md and rd.png in `out`; returns their paths."""
+def write_outputs(out: Path, rows: list[dict], curves: dict[str, list[dict]], title: str, kodak: bool = False) -> list[Path]:
+    """rows.csv, curves.json, bd-rate.md and rd.png in `out` (REPORT_FILES); returns their paths.
+    `kodak`: the images are Kodak's, so the plot shows CompressAI's published curves beside them."""
     out = Path(out)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, ROW_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    files = {
-        "rows.csv": buffer.getvalue().encode(),
-        "curves.json": (json.dumps(curves, indent=2) + "\n").encode(),
-        "bd-rate.md": bd_markdown(curves, title).encode(),
-        "rd.png": plot(curves, title),
-    }
+    files = dict(zip(REPORT_FILES, (
+        buffer.getvalue().encode(),
+        (json.dumps(curves, indent=2) + "\n").encode(),
+        bd_markdown(curves, title).encode(),
+        plot(curves, title, kodak),
+    )))
     for name, data in files.items():
         write_bytes_atomic(out / name, data)
     return [out / name for name in files]
@@ -246,15 +262,16 @@ def bd_markdown(curves: dict[str, list[dict]], title: str) -> str:
     return "\n".join(lines)
 
 
-def plot(curves: dict[str, list[dict]], title: str) -> bytes:
+def plot(curves: dict[str, list[dict]], title: str, kodak: bool = False) -> bytes:
     """Two panels, PSNR and MS-SSIM (dB) against bpp, as PNG bytes: our models bold with markers,
-    baselines thin, CompressAI's published curves dashed."""
+    baselines thin, and on Kodak CompressAI's published curves dashed (measured on other images, they
+    would compare nothing)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    published = load_published()
+    published = load_published()["curves"] if kodak else {}
     ours = [codec for codec in curves if is_ours(codec)]
     colours = dict(zip([*pillow.BASELINES, *ours], plt.get_cmap("tab10").colors))  # baselines: the same in every plot
     figure, axes = plt.subplots(1, 2, figsize=(14, 6), layout="constrained")
@@ -273,19 +290,20 @@ def plot(curves: dict[str, list[dict]], title: str) -> bytes:
                 label = f"ours, {codec} (quality {points[0]['setting']}-{points[-1]['setting']})" if mine else pillow.BASELINES[codec].label
             axis.plot(bpp, values, "-o", color=colours[codec], label=label, linewidth=2.2 if mine else 1.0,
                       markersize=6 if mine else 2.5, zorder=3 if mine else 2)
-        for (name, curve), colour, dashes in zip(published["curves"].items(), ("0.1", "0.5"), ((6, 2), (2.5, 1.5))):
+        for (name, curve), colour, dashes in zip(published.items(), ("0.1", "0.5"), ((6, 2), (2.5, 1.5))):
             values = curve["psnr"] if metric == "psnr" else [ms_ssim_db(v) for v in curve["ms_ssim"]]
             seen += [v for b, v in zip(curve["bpp"], values) if b <= 2]
             axis.plot(curve["bpp"], values, "--", dashes=dashes, color=colour, linewidth=1.5,
                       label=f"CompressAI {name}, Kodak (published, not measured here)")
         axis.set_xlim(0, 2.05)
-        axis.set_ylim(math.floor(min(seen)) - 1, math.ceil(max(seen)) + 1)
+        if seen:  # none: no image was large enough for MS-SSIM
+            axis.set_ylim(math.floor(min(seen)) - 1, math.ceil(max(seen)) + 1)
         axis.set_xlabel("bits per pixel (whole file)")
         axis.set_ylabel("PSNR-RGB (dB)" if metric == "psnr" else "MS-SSIM (dB), −10 log10(1 − MS-SSIM)")
         axis.grid(True, alpha=0.35)
     axes[0].set_title(f"PSNR, {title}")
     axes[1].set_title(f"MS-SSIM, {title}")
-    axes[1].legend(loc="lower right", fontsize=8.5)
+    (axes[1] if axes[1].lines else axes[0]).legend(loc="lower right", fontsize=8.5)  # the first: no MS-SSIM values
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)

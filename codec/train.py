@@ -304,6 +304,9 @@ def mean_over_ranks(metrics: dict, device: torch.device) -> dict:
     return dict(zip(metrics, (values / dist.get_world_size()).tolist()))
 
 
+MAX_SKIPPED = 20
+
+
 class Trainer:
     """One process's share of a run: the model, its optimizers, the moving average of its weights and
     the crops; `step()` takes one optimization step. `train` drives it by steps and checkpoints it;
@@ -320,6 +323,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed + rank)
         self.sampler = CropSampler(config.data, config.crop)
         self.step_count = 0
+        self.skipped = 0  # batches skipped in a row for non-finite gradients
         # The quantiles never reach the RD loss (training adds noise rather than subtracting their
         # medians), hence find_unused_parameters. Their aux loss runs on the bare model, outside DDP: it
         # reads only the quantiles and the detached density, equal on every rank, so each rank computes
@@ -371,13 +375,21 @@ class Trainer:
             loss, bpp, mse = rd_loss(self.forward(x), x, config.lmbda, config.metric)
         main.zero_grad(set_to_none=True)
         loss.backward()
-        if config.clip > 0:
-            torch.nn.utils.clip_grad_norm_(main.param_groups[0]["params"], config.clip)
-        main.step()
+        norm = torch.nn.utils.clip_grad_norm_(main.param_groups[0]["params"], config.clip if config.clip > 0 else math.inf)
+        # A batch whose gradient is not finite is skipped rather than taken: one such step turns every
+        # weight into NaN, and the next checkpoint would keep them.
+        if not torch.isfinite(norm):
+            self.skipped += 1
+            if self.skipped >= MAX_SKIPPED:
+                raise CodecError(f"training diverged: {MAX_SKIPPED} batches in a row had non-finite gradients")
+        else:
+            self.skipped = 0
+            main.step()
         aux_loss = self.model.aux_loss()
         aux.zero_grad(set_to_none=True)
         aux_loss.backward()
-        aux.step()
+        if torch.isfinite(aux_loss):
+            aux.step()
         if self.average is not None:
             self.average.update_parameters(self.model)
         self.step_count += 1
@@ -408,20 +420,29 @@ class Trainer:
                 self.average.n_averaged.copy_(state["average"]["n_averaged"])
 
 
+RESUME_CHANGES = ("steps", "data", "threads")  # what a resumed run takes from its new command
+
+
 def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every: int = 1000,
-          checkpoint_seconds: float = 120.0, report=print, notice=print) -> Path:
+          checkpoint_seconds: float = 120.0, report=print, notice=print, asked: tuple[str, ...] = ()) -> Path:
     """Run (or resume) training until config.steps; returns the checkpoint path.
 
     `report(step, metrics)` is called every few steps; a log of JSON lines goes next to the checkpoint.
-    Under torchrun every rank trains and only rank 0 reports, logs and checkpoints.
+    Under torchrun every rank trains and only rank 0 reports, logs and checkpoints. `asked`: the
+    fields of `config` the user set, of which a resume names those it ignores.
     """
     with processes() as (rank, world_size, device), subnormals_flushed():
         out = Path(out)
         resumed = Checkpoint.load(out) if out.exists() else None
         if resumed is not None:
+            if resumed["step"] >= config.steps:
+                raise CodecError(f"{out} is already at step {resumed['step']} (--steps {config.steps}): "
+                                 "give more steps to train on, or `codec export` it")
             saved = Checkpoint.config(resumed)
+            ignored = [f"--{name.replace('_', '-')} {getattr(config, name)} (it has {getattr(saved, name)})"
+                       for name in asked if name not in RESUME_CHANGES and getattr(config, name) != getattr(saved, name)]
             # A resumed run keeps its recipe; only the length, the data path and the threads may change.
-            config = dataclasses.replace(saved, steps=config.steps, data=config.data, threads=config.threads)
+            config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUME_CHANGES})
         torch.set_num_threads(max(1, config.threads // world_size))
         trainer = Trainer(config, device, rank)
         elapsed = 0.0
@@ -435,6 +456,8 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
             trainer.step_count, elapsed = resumed["step"], resumed["elapsed"]
             if rank == 0:
                 notice(f"resuming {out} at step {trainer.step_count}")
+                if ignored:
+                    notice(f"note: {out} resumes with its own recipe, ignoring " + ", ".join(ignored))
                 if len(saved_rng) != world_size:
                     notice(f"{out} was trained with world size {len(saved_rng)}, not {world_size}: "
                            "the random crops differ from an uninterrupted run")

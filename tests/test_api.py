@@ -57,9 +57,31 @@ def test_opaque_alpha_is_dropped_silently():
         assert open_image(natural_image(8, 8).convert("RGBA")).mode == "RGB"
 
 
-def test_palette_becomes_rgb():
-    image = open_image(natural_image(16, 16).convert("P"))
+def test_palette_becomes_rgb_with_a_notice():
+    with pytest.warns(codec.ConversionWarning, match="palette image converted to RGB"):
+        image = open_image(natural_image(16, 16).convert("P"))
     assert image.mode == "RGB"
+
+
+def test_one_bit_becomes_grayscale_with_a_notice():
+    with pytest.warns(codec.ConversionWarning, match="1-bit image converted to 8-bit grayscale"):
+        image = open_image(natural_image(16, 16).convert("1"))
+    assert image.mode == "L"
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png", ".webp"])
+def test_an_animation_codes_its_first_frame_with_a_notice(tmp_path, suffix):
+    frames = [Image.new("RGB", (12, 8), (v, v, v)) for v in (10, 200, 90)]
+    path = tmp_path / f"animated{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], **({"lossless": True} if suffix == ".webp" else {}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = open_image(path)  # a GIF is also noted as a palette image
+    assert f"{path}: animated (3 frames): only the first frame is coded" in [str(w.message) for w in caught]
+    assert np.asarray(image).max() == 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_image(image)  # the first frame alone: no second notice when it is coded
 
 
 def test_sixteen_bit_grayscale_is_reduced_with_a_notice(tmp_path):
@@ -130,6 +152,8 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
 def test_a_one_rate_model_takes_no_quality(tiny_model):
     with pytest.raises(codec.ModelError, match="codes at one rate"):
         codec.compress(natural_image(8, 8), quality=30, model="tiny")
+    with pytest.raises(codec.ModelError, match="no quality to choose for a target"):
+        codec.compress_to_target(natural_image(8, 8), bpp=1, model="tiny")
 
 
 @pytest.mark.parametrize("quality, message", [

@@ -1,5 +1,7 @@
 """The `codec` command as a user meets it: outputs, progress, and one-line errors."""
 
+import io
+
 import pytest
 from typer.testing import CliRunner
 
@@ -183,10 +185,11 @@ def test_batch_in_worker_processes_writes_what_one_process_does(tiny_model, tmp_
     folder.mkdir()
     for i in range(3):
         natural_image(80 + 16 * i, 64, seed=i).save(folder / f"{i}.png")
+    (folder / "0-empty.png").write_bytes(b"")  # first: reported, and the batch goes on
     outputs = {}
     for jobs in (1, 2):
         result = run("compress", folder, "--model", "tiny", "--jobs", jobs, "-o", tmp_path / f"out{jobs}")
-        assert result.exit_code == 0, result.output
+        assert_one_line_error(result, f"{folder / '0-empty.png'}: not an image file")
         outputs[jobs] = {p.name: p.read_bytes() for p in (tmp_path / f"out{jobs}").iterdir()}
     assert len(outputs[1]) == 3 and outputs[1] == outputs[2]
 
@@ -226,3 +229,147 @@ def test_train_defaults_are_the_recipe():
     for name in ("arch", "hyper_attention", "metric", "steps", "batch_size", "crop", "lr", "warmup", "decay_fraction", "ema", "ste", "threads"):
         assert options[name].default == recipe[name], name
     assert (options["n"].default, options["m"].default) == (recipe["N"], recipe["M"])
+
+
+def tiny_checkpoint(data, out, steps=1, *options):
+    """A one-step run of a very small model: what export and resume need, in about a second."""
+    return run("train", "--data", data, "--lmbda", 0.01, "-o", out, "--N", 8, "--M", 16, "--batch-size", 1,
+               "--crop", 64, "--steps", steps, *options)
+
+
+def test_a_model_name_is_never_silently_replaced(tiny_model, dataset, tmp_path, image_file):
+    assert_one_line_error(tiny_checkpoint(dataset, tmp_path / "early.ckpt", 1, "--name", "tiny"), "model tiny already exists")
+    assert not (tmp_path / "early.ckpt").exists()  # refused before training
+    assert_one_line_error(tiny_checkpoint(dataset, tmp_path / "early.ckpt", 1, "--name", "vr1", "--force"), "shipped model")
+    checkpoint = tmp_path / "run.ckpt"
+    assert tiny_checkpoint(dataset, checkpoint).exit_code == 0
+    assert run("compress", image_file, "--model", "tiny").exit_code == 0
+    assert_one_line_error(run("export", checkpoint, "--name", "tiny"), "model tiny already exists")
+    assert run("decompress", image_file.with_suffix(".lic"), "-o", tmp_path / "still.png").exit_code == 0
+    assert_one_line_error(run("export", checkpoint, "--name", "vr1", "--force"), "is a shipped model's")
+    result = run("export", checkpoint, "--name", "tiny", "--force")
+    assert result.exit_code == 0 and "registered model tiny" in result.stdout, result.output
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--hyper-attention", "foo"), "unknown --hyper-attention 'foo'"),
+    (("--hyper-attention", "sge", "--N", 12), "divisible by groups"),
+    (("--batch-size", 0), "--batch-size must be at least 1"),
+    (("--steps", 0), "--steps must be at least 1"),
+    (("--lmbda", -1), "--lmbda must be positive"),
+    (("--lmbda", 0), "--lmbda must be positive"),
+])
+def test_bad_training_options_fail_before_training(dataset, tmp_path, args, fragment):
+    out = tmp_path / "run.ckpt"
+    options = {"--lmbda": 0.01, "--N": 8, "--M": 16, "--crop": 64, **dict(zip(args[::2], args[1::2]))}
+    assert_one_line_error(run("train", "--data", dataset, "--out", out, *[x for item in options.items() for x in item]), fragment)
+    assert not out.exists()
+
+
+def test_a_resume_names_what_it_ignores_and_refuses_a_finished_run(dataset, tmp_path):
+    checkpoint = tmp_path / "run.ckpt"
+    assert tiny_checkpoint(dataset, checkpoint, 1).exit_code == 0
+    assert_one_line_error(tiny_checkpoint(dataset, checkpoint, 1), "is already at step 1")
+    result = run("train", "--data", dataset, "--lmbda", 0.02, "--output", checkpoint, "--N", 8, "--M", 16, "--batch-size", 2,
+                 "--crop", 64, "--steps", 2)
+    assert result.exit_code == 0 and "resuming" in result.stderr, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "--lmbda 0.02 (it has 0.01)" in notes[0] and "--batch-size 2 (it has 1)" in notes[0], notes
+    assert "--N" not in notes[0] and "--steps" not in notes[0] and "--crop" not in notes[0]
+
+
+def test_decompress_writes_lossless_formats_only(tiny_model, image_file, tmp_path):
+    from PIL import Image
+
+    assert run("compress", image_file, "--model", "tiny").exit_code == 0
+    compressed = image_file.with_suffix(".lic")
+    for name, fragment in (("x.jpg", "JPEG is not a lossless format"), ("x.webp", "WEBP is not a lossless format"),
+                           ("x.gif", "GIF is not a lossless format")):
+        assert_one_line_error(run("decompress", compressed, "-o", tmp_path / name), fragment)
+        assert not (tmp_path / name).exists()
+    assert run("decompress", compressed, "-o", tmp_path / "x.png").exit_code == 0
+    reference = Image.open(tmp_path / "x.png").tobytes()
+    for name in ("x.tif", "x.bmp", "x.ppm"):
+        assert run("decompress", compressed, "-o", tmp_path / name).exit_code == 0
+        assert Image.open(tmp_path / name).tobytes() == reference, name
+
+
+def test_an_output_ending_in_a_slash_is_a_folder(tiny_model, image_file, tmp_path):
+    result = run("compress", image_file, "--model", "tiny", "-o", f"{tmp_path / 'coded'}/")
+    assert result.exit_code == 0 and (tmp_path / "coded" / "photo.lic").is_file(), result.output
+    result = run("decompress", tmp_path / "coded" / "photo.lic", "-o", f"{tmp_path / 'decoded'}/")
+    assert result.exit_code == 0 and (tmp_path / "decoded" / "photo.png").is_file(), result.output
+
+
+def test_a_folder_run_goes_on_past_bad_files(tiny_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    natural_image(40, 30).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"")
+    natural_image(40, 30, seed=1).save(folder / "c.png")
+    result = run("compress", folder, "--model", "tiny", "-o", tmp_path / "coded")
+    assert_one_line_error(result, f"{folder / 'b.png'}: not an image file")
+    assert sorted(p.name for p in (tmp_path / "coded").iterdir()) == ["a.lic", "c.lic"]
+    assert "a.lic" in result.stdout and "c.lic" in result.stdout
+    coded = tmp_path / "coded" / "a.lic"
+    data = coded.read_bytes()
+    coded.write_bytes(data[:-10] + bytes([data[-10] ^ 4]) + data[-9:])
+    result = run("decompress", tmp_path / "coded", "-o", tmp_path / "decoded")
+    assert_one_line_error(result, f"{coded}: corrupted file (CRC32 mismatch)")
+    assert [p.name for p in (tmp_path / "decoded").iterdir()] == ["c.png"]
+
+
+def test_folders_mirror_their_subfolders_and_skip_existing_outputs(tiny_model, tmp_path):
+    for part in ("a", "b"):
+        (tmp_path / "tree" / part).mkdir(parents=True)
+        natural_image(40, 30, seed=ord(part)).save(tmp_path / "tree" / part / "x.png")
+    result = run("compress", tmp_path / "tree", "--model", "tiny", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.lic")) == ["a/x.lic", "b/x.lic"]
+    result = run("decompress", tmp_path / "out", "-o", tmp_path / "decoded")
+    assert result.exit_code == 0 and (tmp_path / "decoded" / "a" / "x.png").is_file(), result.output
+    kept = (tmp_path / "out" / "b" / "x.lic").read_bytes()
+    (tmp_path / "out" / "a" / "x.lic").unlink()
+    assert_one_line_error(run("compress", tmp_path / "tree", "--model", "tiny", "-o", tmp_path / "out"), "already exists")
+    result = run("compress", tmp_path / "tree", "--model", "tiny", "-o", tmp_path / "out", "--skip-existing")
+    assert result.exit_code == 0, result.output
+    assert "x.lic  skipped (exists)" in result.stdout and (tmp_path / "out" / "a" / "x.lic").is_file()
+    assert (tmp_path / "out" / "b" / "x.lic").read_bytes() == kept
+
+
+def test_standard_input_and_output(tiny_model, image_file, tmp_path):
+    from PIL import Image
+
+    assert run("compress", image_file, "--model", "tiny").exit_code == 0
+    reference = image_file.with_suffix(".lic").read_bytes()
+    result = runner.invoke(app, ["compress", str(image_file), "--model", "tiny", "-o", "-"])
+    assert result.exit_code == 0 and result.stdout_bytes == reference and "photo.png -> standard output" in result.stderr
+    result = runner.invoke(app, ["compress", "-", "--model", "tiny", "-o", str(tmp_path / "piped.lic")], input=image_file.read_bytes())
+    assert result.exit_code == 0 and (tmp_path / "piped.lic").read_bytes() == reference, result.output
+    result = runner.invoke(app, ["decompress", "-", "-o", "-"], input=reference)
+    assert result.exit_code == 0 and "standard input -> standard output" in result.stderr, result.output
+    assert Image.open(io.BytesIO(result.stdout_bytes)).format == "PNG"
+    assert_one_line_error(runner.invoke(app, ["compress", "-", "--model", "tiny"], input=b""), "standard input (-) must be")
+    assert_one_line_error(runner.invoke(app, ["compress", "-", "--model", "tiny", "-o", "-"], input=b"junk"),
+                          "standard input: not an image file")
+
+
+def test_version():
+    import importlib.metadata
+
+    import codec
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"codec {codec.__version__}"
+    assert codec.__version__ == importlib.metadata.version("lic-codec")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("compress", "--bogus"), "no such option: --bogus"),
+    (("compress",), "missing argument"),
+    (("compress", "photo.png", "-q", "abc"), "invalid value for '-q'"),
+    (("train", "--data"), "option '--data' requires an argument"),
+    (("frobnicate",), "no such command"),
+])
+def test_usage_errors_are_one_line(args, fragment):
+    assert_one_line_error(run(*args), fragment)

@@ -1,6 +1,7 @@
 """`codec eval`: metrics, the BD-rate glue, the report files, the cache, and its one-line errors."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -140,11 +141,50 @@ def test_interrupted_run_leaves_whole_cache_files_and_resumes(small_images, tmp_
     assert len(report.run(tasks, cache, jobs=1, advance=lambda: steps.append(1))) == len(tasks) == len(steps)
 
 
+def transparent_image(folder):
+    image = natural_image(64, 48).convert("RGBA")
+    image.putpixel((0, 0), (0, 0, 0, 0))
+    image.save(folder / "alpha.png")
+
+
 def test_cli_eval_with_worker_processes(tiny_model, small_images, tmp_path):
+    transparent_image(small_images)  # noted once, not once per setting nor as a worker's raw warning
     result = run("eval", small_images, "--models", "tiny", "--baselines", "jpeg420", "--out", tmp_path / "out", "--jobs", 2)
     assert result.exit_code == 0, result.output
     assert "BD-rate (PSNR-RGB)" in result.stdout and "jpeg420" in result.stdout
-    assert len(list((tmp_path / "out" / "cache" / "jpeg420").iterdir())) == 3 * len(baselines.BASELINES["jpeg420"].settings)
+    assert len(list((tmp_path / "out" / "cache" / "jpeg420").iterdir())) == 4 * len(baselines.BASELINES["jpeg420"].settings)
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        f"note: {small_images / 'alpha.png'}: transparency flattened onto white (the codec stores no alpha)"]
+
+
+def test_cli_eval_keeps_a_report_without_force(small_images, tmp_path, monkeypatch):
+    monkeypatch.setitem(baselines.BASELINES, "jpeg420", dataclasses.replace(baselines.BASELINES["jpeg420"], settings=(20, 60)))
+    transparent_image(small_images)
+    out = tmp_path / "out"
+    command = ("eval", small_images, "--models", "none", "--baselines", "jpeg420", "-o", out, "--jobs", 1)
+    result = run(*command)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("note:") == 1 and "transparency flattened" in result.stderr
+    assert_one_line_error(run(*command), "already holds a report (use --force")
+    for name in report.REPORT_FILES:
+        (out / name).unlink()
+    assert run(*command).exit_code == 0  # its cache alone, as an interrupted run leaves it, resumes
+    assert run(*command, "--force").exit_code == 0
+
+
+def test_published_curves_are_drawn_on_kodak_only(tmp_path, small_images, monkeypatch):
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    for i in range(1, 25):
+        natural_image(8, 8).save(kodak / f"kodim{i:02d}.png")
+    assert report.is_kodak(kodak) and not report.is_kodak(small_images)
+    curves = {"jpeg420": [{"bpp": 0.5, "psnr": 30.0, "ms_ssim_db": None}, {"bpp": 1.0, "psnr": 33.0, "ms_ssim_db": None}]}
+    loaded = []
+    monkeypatch.setattr(report, "load_published", lambda: loaded.append(1) or {"curves": {}})
+    report.plot(curves, "not Kodak")
+    assert not loaded
+    report.plot(curves, "Kodak", kodak=True)
+    assert loaded
 
 
 def test_cli_eval_errors(tiny_model, small_images, tmp_path):

@@ -1,5 +1,6 @@
 """Training: the loss, the schedule, and checkpoints that resume exactly (or, packed, closely) and are never half-written."""
 
+import json
 import math
 
 import pytest
@@ -166,3 +167,20 @@ def test_variable_rate_run_starts_from_a_one_rate_model_and_resumes(dataset, tmp
     assert torch.allclose(state["model"]["gain"][:, 0], gains.pow(0.56), rtol=0.05)
     train(TrainConfig(**{**config(dataset, 2).__dict__, **variable}), out, report=lambda *a: None, notice=notices.append)
     assert Checkpoint.load(out)["step"] == 2
+
+
+def test_manifest_records_the_data_without_its_absolute_path(dataset, tmp_path, codec_home, monkeypatch):
+    """Inside the current directory: the folder relative to it; elsewhere: its name and a hash of its file list."""
+    import hashlib
+
+    from codec.export import data_description, export_checkpoint
+
+    path = train(config(dataset.resolve(), 1), tmp_path / "run.ckpt", report=lambda *a: None)
+    digest = hashlib.sha256("\n".join(["0.png", "1.png", "2.png"]).encode()).hexdigest()[:12]
+    described = f"data (sha256 {digest}, 3 files)"
+    card = export_checkpoint(path, "portable")
+    assert card.training["recipe"]["data"] == described and f"--data {described} " in card.training["command"]
+    assert str(tmp_path) not in json.dumps(card.training)
+    monkeypatch.chdir(tmp_path)
+    assert data_description(str(dataset.resolve())) == data_description("data") == "data"
+    assert data_description(str(tmp_path / "gone")) == "gone"

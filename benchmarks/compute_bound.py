@@ -23,7 +23,7 @@ from torch import nn
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
-from codec.models.architectures import bounded, coding_layers, decode_symbols, encode_symbols
+from codec.models import coding
 from codec.models.layers import GDN
 from codec.models.registry import get_card, load_model
 from speed import Worker
@@ -61,7 +61,7 @@ def profile_transform(name: str, transform: nn.Sequential, x: torch.Tensor, rate
     """Print each layer's time and arithmetic rate; return the transform's (seconds, MACs)."""
     total_seconds = total_macs = 0
     x = x.contiguous(memory_format=torch.channels_last)
-    for index, (layer, run) in enumerate(zip(transform, coding_layers(transform))):
+    for index, (layer, run) in enumerate(zip(transform, coding.coding_layers(transform))):
         y = run(x.clone()).contiguous(memory_format=torch.channels_last)  # GDN works in place: each timing gets a fresh input
         seconds = median_seconds(lambda: run(x.clone()), repeat)
         macs = layer_macs(layer, x, y)
@@ -82,7 +82,7 @@ def stage_times(model, x: torch.Tensor, repeat: int) -> dict[str, float]:
     scales, means = model.gaussian_params(z_hat)
     indexes = model.scale_indexes(scales)
     conditional = model.gaussian_conditional
-    y_string = encode_symbols(conditional, conditional.quantize(y, "symbols", means), indexes)
+    y_string = coding.encode_symbols(conditional, conditional.quantize(y, "symbols", means), indexes)
     y_hat = model.decode_y(y_string, z_hat)
     return {
         "g_a": median_seconds(lambda: model.analysis(x), repeat),
@@ -90,9 +90,9 @@ def stage_times(model, x: torch.Tensor, repeat: int) -> dict[str, float]:
         "z coding (each way)": median_seconds(lambda: model.entropy_bottleneck.compress(z), repeat),
         "h_s, exact (each way)": median_seconds(lambda: model.gaussian_params(z_hat), repeat),
         "h_s in float32, for comparison": median_seconds(lambda: model.h_s(z_hat), repeat),
-        "y encoding": median_seconds(lambda: encode_symbols(conditional, conditional.quantize(y, "symbols", means), indexes), repeat),
+        "y encoding": median_seconds(lambda: coding.encode_symbols(conditional, conditional.quantize(y, "symbols", means), indexes), repeat),
         "y decoding": median_seconds(
-            lambda: decode_symbols(conditional, bounded(y_string, indexes.numel()), indexes), repeat),
+            lambda: coding.decode_symbols(conditional, coding.bounded(y_string, indexes.numel()), indexes), repeat),
         "g_s": median_seconds(lambda: model.synthesis(y_hat), repeat),
     }
 
@@ -120,7 +120,7 @@ def main():
     retain_freed_memory()
     torch.set_num_threads(args.threads)
     model = load_model(get_card(args.model or COMPARED_MODEL))
-    model.coding_dtype = torch.float32
+    coding.DTYPE = torch.float32
     rate = gemm_rate(args.threads, args.repeat)
     x = to_tensor(open_image(image_files(args.images)[0]).convert("RGB"), 64)
     print(f"float32 matrix product (2048³), {args.threads} threads: {rate / 1e9:.1f} GMAC/s")

@@ -1,7 +1,8 @@
 """Does storing the transforms' weights in half precision cost anything? Codes a folder of images
-with a checkpoint's weights as trained (float32) and as shipped (models.registry.compact_state).
+with a checkpoint's weights as trained (float32) and as shipped (models.registry.compact_state);
+a variable-rate model at its lowest, middle and highest rates.
 
-    python benchmarks/half_precision.py runs/ms-q3.ckpt ../shared/data/kodak
+    python benchmarks/half_precision.py runs/vr.ckpt ../shared/data/kodak
 """
 
 import argparse
@@ -16,12 +17,14 @@ from codec.models.architectures import build_model
 from codec.models.registry import compact_state
 
 
-def coded(model, image) -> tuple[float, float]:
-    """(bits per pixel of the entropy-coded streams, PSNR) of one image."""
+def coded(model, image, position: float | None) -> tuple[float, float]:
+    """(bits per pixel of the entropy-coded streams, PSNR) of one image (at a variable-rate model's
+    rate position)."""
     padded = to_tensor(image, model.downsampling)
+    rate = () if position is None else (position,)
     with torch.inference_mode():
-        strings = model.compress(padded)
-        x_hat = model.decompress(strings, *padded.shape[-2:])[..., : image.height, : image.width]
+        strings = model.compress(padded, *rate)
+        x_hat = model.decompress(strings, *padded.shape[-2:], *rate)[..., : image.height, : image.width]
     bits = 8 * sum(len(s) for s in strings)
     return bits / (image.width * image.height), psnr(image, to_image(x_hat, "RGB"))
 
@@ -39,18 +42,22 @@ def main():
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
         model.update(force=True)
         models[label] = model.eval()
-    totals = {label: [0.0, 0.0] for label in models}
+    anchors = getattr(models["float32"], "anchors", None)
+    positions = [None] if anchors is None else [0.0, (anchors - 1) / 2, anchors - 1.0]
     files = image_files(args.images)
-    for path in files:
-        image = open_image(path)
-        for label, model in models.items():
-            bpp, quality = coded(model, image)
-            totals[label][0] += bpp / len(files)
-            totals[label][1] += quality / len(files)
-    for label, (bpp, quality) in totals.items():
-        print(f"{label:8s} {bpp:.4f} bpp  {quality:.3f} dB  ({len(files)} images)")
-    (b32, p32), (b16, p16) = totals["float32"], totals["half"]
-    print(f"half - float32: {100 * (b16 / b32 - 1):+.3f} % bpp, {p16 - p32:+.4f} dB")
+    for position in positions:
+        totals = {label: [0.0, 0.0] for label in models}
+        for path in files:
+            image = open_image(path)
+            for label, model in models.items():
+                bpp, quality = coded(model, image, position)
+                totals[label][0] += bpp / len(files)
+                totals[label][1] += quality / len(files)
+        at = "" if position is None else f"rate position {position:g}: "
+        for label, (bpp, quality) in totals.items():
+            print(f"{at}{label:8s} {bpp:.4f} bpp  {quality:.3f} dB  ({len(files)} images)")
+        (b32, p32), (b16, p16) = totals["float32"], totals["half"]
+        print(f"{at}half - float32: {100 * (b16 / b32 - 1):+.3f} % bpp, {p16 - p32:+.4f} dB")
 
 
 def compact_state_of(state: dict, config: TrainConfig) -> dict:

@@ -19,9 +19,10 @@ import torch
 
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
-from codec.train import Contender, Trainer, TrainConfig, load_validation, race
-from learning_speed import LMBDA, apply_settings, db_per_doubling
+from codec.train import Trainer, TrainConfig, load_validation
 from codec.models.layers import HYPER_ATTENTION
+from learning_speed import LMBDA, apply_settings, db_per_doubling
+from race import Contender, race
 
 
 def main():

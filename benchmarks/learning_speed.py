@@ -28,8 +28,9 @@ import torch
 
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
-from codec.train import Contender, Trainer, TrainConfig, load_validation, race
+from codec.train import Trainer, TrainConfig, load_validation
 from codec.models.registry import SHIPPED_DIR, list_models
+from race import Contender, race
 
 LMBDA = 0.0067
 

@@ -33,6 +33,7 @@ from codec.allocator import bounded_heap, retain_freed_memory
 from codec.fileio import image_files
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import psnr
+from codec.models import coding
 from codec.models.registry import get_card, load_model
 
 COMPARED_MODEL = "msh2-q3"  # a one-rate mean-scale model, the architecture CompressAI also has
@@ -73,12 +74,12 @@ def worker(connection, side: str, model_name: str | None, threads: int) -> None:
     torch.set_num_threads(threads)
     model = load_model(get_card(model_name or COMPARED_MODEL))
     if side == "ours-float32":
-        model.coding_dtype = torch.float32
+        coding.DTYPE = torch.float32
     if side == "compressai":
         model = reference_copy(model)
     while (array := connection.recv()) is not None:
         image = Image.fromarray(array, "RGB")
-        large = side != "compressai" and array.shape[0] * array.shape[1] > model.whole_pixels
+        large = side != "compressai" and array.shape[0] * array.shape[1] > coding.WHOLE_PIXELS
         with bounded_heap(large), torch.inference_mode():  # as codec.compress and decompress do
             reset_peak_rss()
             x = to_tensor(image, 64)

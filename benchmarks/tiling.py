@@ -17,24 +17,22 @@ from PIL import Image, ImageDraw
 import codec
 from codec.image import open_image
 from codec.metrics import psnr
-from codec.models.architectures import FactorizedPrior, ScaleHyperprior
+from codec.models import coding
 
-SMALL_TILES = {"whole_pixels": 0, "analysis_tile": 128, "synthesis_tile": 8, "hyper_tile": 2}
-OWNERS = {"whole_pixels": FactorizedPrior, "analysis_tile": FactorizedPrior, "synthesis_tile": FactorizedPrior,
-          "hyper_tile": ScaleHyperprior}
+SMALL_TILES = {"WHOLE_PIXELS": 0, "ANALYSIS_TILE": 128, "SYNTHESIS_TILE": 8, "HYPER_TILE": 2}
 
 
 def coded(image: Image.Image, tiles: dict) -> tuple[bytes, Image.Image]:
-    """(file, decoding) with the models' tile sizes set to `tiles` for the while."""
-    saved = {name: getattr(OWNERS[name], name) for name in tiles}
+    """(file, decoding) with coding's tile sizes (models/coding.py) set to `tiles` for the while."""
+    saved = {name: getattr(coding, name) for name in tiles}
     for name, value in tiles.items():
-        setattr(OWNERS[name], name, value)
+        setattr(coding, name, value)
     try:
         data = codec.compress(image)
         return data, codec.decompress(data)
     finally:
         for name, value in saved.items():
-            setattr(OWNERS[name], name, value)
+            setattr(coding, name, value)
 
 
 def main():
@@ -48,13 +46,13 @@ def main():
     difference = np.abs(np.asarray(whole, dtype=np.int16) - np.asarray(tiled, dtype=np.int16))
     print(f"whole image: {len(whole_data):,} bytes, PSNR {psnr(image, whole):.3f} dB")
     print(f"tiled:       {len(tiled_data):,} bytes, PSNR {psnr(image, tiled):.3f} dB "
-          f"(tiles of {SMALL_TILES['analysis_tile']} px)")
+          f"(tiles of {SMALL_TILES['ANALYSIS_TILE']} px)")
     print(f"decodings differ in {np.count_nonzero(difference.max(axis=2))} of {image.width * image.height} pixels, "
           f"by at most {difference.max()} levels; PSNR of tiled against whole {psnr(whole, tiled):.2f} dB")
     if args.figure:
         marked = tiled.convert("RGB")
         draw = ImageDraw.Draw(marked)
-        step = SMALL_TILES["analysis_tile"]
+        step = SMALL_TILES["ANALYSIS_TILE"]
         for x in range(step, image.width, step):
             draw.line([(x, 0), (x, image.height)], fill=(255, 0, 255))
         for y in range(step, image.height, step):

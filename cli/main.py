@@ -238,19 +238,28 @@ def compress_file(source: Path, target: Path, setting: dict, verify: bool) -> st
     return line
 
 
+# The options of compress and decompress that output_paths reads.
+Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
+SkipExisting = Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone (reported as skipped).")]
+
+
+def output_option(text: str):
+    """-o/--output PATH, with the command's own help text."""
+    return typer.Option("-o", "--output", metavar="PATH", help=text)
+
+
 @app.command()
 @one_line_errors
 def compress(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders of images; - reads standard input.", show_default=False)],
-    output: Annotated[Optional[str], typer.Option(
-        "-o", "--output", metavar="PATH", help="Output file, or folder (for several inputs, or ending in /); - writes standard output.")] = None,
+    output: Annotated[Optional[str], output_option("Output file, or folder (for several inputs, or ending in /); - writes standard output.")] = None,
     quality: Annotated[Optional[float], typer.Option(
         "-q", "--quality", help="Quality from 0 to 100, any value (higher: more bits, better); default: the model's.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `codec models`); default: the shipped one.")] = None,
     target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", help="Pick the quality: the most bits within this many per pixel (within 2 %).")] = None,
     target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Pick the quality: the fewest bits reaching this PSNR (dB).")] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone (reported as skipped).")] = False,
+    force: Force = False,
+    skip_existing: SkipExisting = False,
     verify: Annotated[bool, typer.Option("--verify", help="Decode the result and report PSNR and MS-SSIM.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for several inputs, one thread each (one process already uses every core).")] = 1,
 ):
@@ -291,10 +300,10 @@ def compress(
 @one_line_errors
 def decompress(
     files: Annotated[list[Path], typer.Argument(help=".lic files or folders of them; - reads standard input.", show_default=False)],
-    output: Annotated[Optional[str], typer.Option(
-        "-o", "--output", metavar="PATH", help="Output image, or folder (for several inputs, or ending in /); - writes PNG to standard output.")] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone (reported as skipped).")] = False,
+    output: Annotated[Optional[str], output_option(
+        "Output image, or folder (for several inputs, or ending in /); - writes PNG to standard output.")] = None,
+    force: Force = False,
+    skip_existing: SkipExisting = False,
 ):
     """Decompress .lic files into images: PNG, or TIFF, BMP or PPM/PGM as -o names them (lossless formats only)."""
     from PIL import Image
@@ -380,6 +389,8 @@ def train(
     m: Annotated[int, typer.Option("--M", help="Channels of the latent y.")] = 192,
     metric: Annotated[str, typer.Option(help="Distortion: mse or ms-ssim.")] = "mse",
     steps: Annotated[int, typer.Option(help="Total training steps.")] = 5000,
+    minutes: Annotated[Optional[float], typer.Option(
+        help="Train for at most this many minutes (the learning rate decays over them when they end the run first).")] = None,
     batch_size: Annotated[int, typer.Option(help="Crops per step, per process (torchrun starts several).")] = 8,
     crop: Annotated[int, typer.Option(help="Crop side in pixels.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 1e-3,
@@ -408,9 +419,6 @@ def train(
 
     if arch not in ARCHITECTURES:
         raise CodecError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHITECTURES)})")
-    variable_rate = arch.startswith("gained-")
-    if lmbda is None and not variable_rate:
-        raise CodecError(f"--lmbda is needed for {arch}")
     for option, count in (("--steps", steps), ("--batch-size", batch_size), ("--N", n), ("--M", m), ("--val-every", val_every)):
         if count < 1:
             raise CodecError(f"{option} must be at least 1 (got {count})")
@@ -438,24 +446,28 @@ def train(
         else:
             card = get_card(init)
             source_arch, source_config = card.arch, card.config
-        if not (variable_rate and source_arch == "mean-scale-hyperprior"):
+        if not (arch.startswith("gained-") and source_arch == "mean-scale-hyperprior"):
             arch = source_arch
         n, m = source_config["N"], source_config["M"]
         hyper_attention = source_config.get("hyper_attention", "none")
         hyper_block = source_config.get("hyper_block", 0)
-    if hyper_block < 0 or hyper_block % 4:
-        raise CodecError(f"--hyper-block must be 0 or a positive multiple of 4 (got {hyper_block})")
-    multiple = 16 if arch == "factorized" else 16 * hyper_block or 64
-    if crop < multiple or crop % multiple:
-        raise CodecError(f"--crop must be a multiple of {multiple} for {arch} (got {crop})")
+    variable_rate = arch.startswith("gained-")
+    if (lmbda is None) != variable_rate:
+        raise CodecError(f"--lmbda is needed for {arch}" if lmbda is None else
+                         f"{arch} trains every rate at once (its anchors' λs): give no --lmbda")
+    if minutes is not None and not minutes > 0:
+        raise CodecError(f"--minutes must be positive (got {minutes:g})")
     config = TrainConfig(
         data=str(data), lmbda=None if variable_rate else lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
         metric=metric, steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
+        minutes=minutes,
     )
-    try:  # what no option checks alone, such as SGE's groups, which must divide the channels
-        build_model(arch, **config.model_config())
+    try:  # what the model checks itself: the hyperprior's blocks, SGE's groups (which must divide the channels)
+        multiple = build_model(arch, **config.model_config()).downsampling
     except ValueError as error:
-        raise CodecError(f"--arch {arch} --N {n} --M {m} --hyper-attention {hyper_attention}: {error}")
+        raise CodecError(f"--arch {arch} --N {n} --M {m} --hyper-attention {hyper_attention} --hyper-block {hyper_block}: {error}")
+    if crop < multiple or crop % multiple:
+        raise CodecError(f"--crop must be a multiple of {multiple} for {arch} (got {crop})")
     if name:
         check_name(name, force=force)  # now, not after the training
     # The recipe's fields that the command line sets: a resume names those it ignores.
@@ -604,5 +616,5 @@ def fetch(
 def main():
     from codec.allocator import retain_freed_memory
 
-    retain_freed_memory()  # coding runs up to 2x faster on these machines (see codec/allocator.py)
+    retain_freed_memory()  # coding runs faster on these machines (see codec/allocator.py)
     app()

@@ -2,16 +2,16 @@
 
 glibc serves large blocks (a feature map here is tens of MB) with mmap and returns them with munmap
 when freed, so every layer's output is faulted in again page by page, and on these virtual machines
-a page fault is expensive: measured, a GDN layer on a 768x512 image spent two thirds of its time
-there. One arena, a high trim threshold and mmap only from 64 MB (a Kodak feature map is 50 MB) make
-freed blocks reusable at once; the price is that the process keeps its peak heap until it exits,
-which a coding process does soon anyway.
+a page fault is expensive: a GDN layer on a Kodak image spent most of its time there. One arena, a
+high trim threshold and mmap only from 64 MB (a Kodak feature map is 50 MB) make freed blocks
+reusable at once; the price is that the process keeps its peak heap until it exits, which a coding
+process does soon anyway.
 
 Large images are coded in tiles whose stages leave blocks of many sizes behind, and a heap that keeps
 them all fragments: a 4K compress or decompress peaked anywhere from 1.31 to 1.61 GB from run to
 run. Within `bounded_heap` the heap gives back what it frees and blocks from 32 MB are mapped:
-1.20-1.31 GB over five runs, for about 15 % more wall time of a 4K `codec` command (mapping from
-1 MB: 1.19-1.22 GB, 27 % more).
+1.20-1.31 GB over five runs, for some more wall time (mapping from 1 MB bounds the peak little
+better, at a higher cost; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -36,6 +36,14 @@ _LIBC = _glibc()
 _retaining = False
 
 
+def release_freed_memory() -> None:
+    """Hand the heap's free memory back to the kernel (glibc's malloc_trim); elsewhere nothing."""
+    try:
+        _LIBC.malloc_trim(0)
+    except AttributeError:  # not glibc, or no C library found
+        pass
+
+
 def _apply(settings) -> bool:
     try:
         return all(_LIBC.mallopt(option, value) == 1 for option, value in settings)
@@ -57,7 +65,7 @@ def bounded_heap(large: bool):
     if not (large and _retaining and _apply(BOUNDED)):
         yield
         return
-    _LIBC.malloc_trim(0)
+    release_freed_memory()
     try:
         yield
     finally:

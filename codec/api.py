@@ -23,6 +23,7 @@ from codec.bitstream import MAX_QUALITY, Bitstream
 from codec.errors import BitstreamError, CodecError, ModelError
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import bits_per_pixel, psnr as psnr_of
+from codec.models import coding
 from codec.models.registry import ModelCard, default_card, get_card, load_model
 
 
@@ -81,7 +82,7 @@ def compress(image: str | Path | Image.Image, quality: float | None = None, mode
     card, hundredths = _chosen(quality, model)
     image = open_image(image)
     net = load_model(card)
-    with bounded_heap(image.width * image.height > net.whole_pixels), torch.inference_mode():
+    with bounded_heap(image.width * image.height > coding.WHOLE_PIXELS), torch.inference_mode():
         x = to_tensor(image, net.downsampling)
         strings = net.compress(x) if hundredths is None else net.compress(x, rate_position(net, hundredths))
     return Bitstream(card.name, card.weights_hash, image.width, image.height, image.mode, tuple(strings), hundredths).to_bytes()
@@ -109,7 +110,7 @@ def decompress(data: bytes | bytearray | memoryview) -> Image.Image:
         raise BitstreamError(f"corrupted file (a quality field that model {card.name} does not take, or none where it needs one)")
     multiple = net.downsampling
     height, width = -(-stream.height // multiple) * multiple, -(-stream.width // multiple) * multiple
-    with bounded_heap(height * width > net.whole_pixels), torch.inference_mode():
+    with bounded_heap(height * width > coding.WHOLE_PIXELS), torch.inference_mode():
         strings = list(stream.streams)
         x_hat = (net.decompress(strings, height, width) if not variable
                  else net.decompress(strings, height, width, rate_position(net, stream.quality)))

@@ -60,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2  # shared among the processes
     init: str | None = None  # a registered model to start from (fine-tuning a new rate point)
+    minutes: float | None = None  # a budget of training time: the run ends at it or at `steps`, whichever comes first
 
     def model_config(self) -> dict:
         config = {"N": self.N, "M": self.M}
@@ -99,14 +100,16 @@ class CropSampler:
         return torch.stack(crops).float().div_(255)
 
 
-def bits_per_pixel(likelihoods: dict, num_pixels: int) -> torch.Tensor:
+def likelihood_bpp(likelihoods: dict, num_pixels: int) -> torch.Tensor:
+    """Bits per pixel as the entropy models estimate them, -log2 of every likelihood over `num_pixels`
+    (codec.metrics.bits_per_pixel measures a file's bytes)."""
     return sum(torch.log(l).sum() for l in likelihoods.values()) / (-math.log(2) * num_pixels)
 
 
 def rd_loss(output: dict, x: torch.Tensor, lmbda: float, metric: str) -> tuple[torch.Tensor, ...]:
     """(loss, bpp, mse) for a batch."""
     n, _, h, w = x.shape
-    bpp = bits_per_pixel(output["likelihoods"], n * h * w)
+    bpp = likelihood_bpp(output["likelihoods"], n * h * w)
     mse = F.mse_loss(output["x_hat"], x)
     if metric == "mse":
         distortion = 255**2 * mse
@@ -133,16 +136,18 @@ def variable_rate_loss(output: dict, x: torch.Tensor, lambdas: torch.Tensor, met
     return (weights * (lambdas * distortion + bpp)).mean(), bpp.mean(), mse.mean()
 
 
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up, constant, then cosine decay to final_lr_ratio * lr over the last part."""
+def learning_rate(config: TrainConfig, step: int, progress: float | None = None) -> float:
+    """Linear warm-up over the first steps, constant, then cosine decay to final_lr_ratio * lr over
+    the last decay_fraction of the run. `progress` (0 to 1) is how far the run has come: step / steps,
+    or, for a run with a time budget that ends first, the fraction of its minutes spent."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
-    decay_start = int(config.steps * (1 - config.decay_fraction))
-    if step < decay_start:
+    progress = step / config.steps if progress is None else progress
+    decay_start = 1 - config.decay_fraction
+    if progress < decay_start or config.decay_fraction == 0:
         return config.lr
-    progress = (step - decay_start) / max(1, config.steps - decay_start)
     floor = config.lr * config.final_lr_ratio
-    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - decay_start) / config.decay_fraction)))
 
 
 def make_optimizers(model: torch.nn.Module, config: TrainConfig):
@@ -168,7 +173,7 @@ def validate(model, images: list[tuple[torch.Tensor, int, int]]) -> dict:
         for x, h, w in images:
             out = model(x) if position is None else model(x, torch.tensor([float(position)], device=x.device))
             x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
-            bpps.append(float(bits_per_pixel(out["likelihoods"], h * w)))
+            bpps.append(float(likelihood_bpp(out["likelihoods"], h * w)))
             psnrs.append(float(-10 * torch.log10(F.mse_loss(x_hat, x[..., :h, :w]))))
         suffix = "" if position is None else f"@{position}"
         metrics.update({f"val_bpp{suffix}": float(np.mean(bpps)), f"val_psnr{suffix}": float(np.mean(psnrs))})
@@ -241,8 +246,8 @@ class Checkpoint:
 @contextlib.contextmanager
 def subnormals_flushed():
     """Subnormal floats (gradients and Adam moments far below 1e-38) slow x86 arithmetic many times
-    over; flushed to zero, a step on 64x64 crops went from 0.27-0.42 s to 0.25-0.28 s. Training only:
-    coding keeps IEEE arithmetic, and the flag is restored to torch's default after."""
+    over; flushed to zero, training steps run faster and steadier. Training only: coding keeps IEEE
+    arithmetic, and the flag is restored to torch's default after."""
     torch.set_flush_denormal(True)
     try:
         yield
@@ -254,6 +259,11 @@ def subnormals_flushed():
 def processes():
     """Yield (rank, world_size, device). Under torchrun (which sets WORLD_SIZE, RANK and LOCAL_RANK)
     join its process group, gloo on the CPU or nccl with one GPU per process, and leave it at the end."""
+    if torch.cuda.is_available():
+        # TensorFloat-32 convolutions and products: several times float32's speed on the GPUs that
+        # have it; the entropy models' likelihoods are elementwise and stay float32.
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: the fastest algorithms, chosen once
     if "WORLD_SIZE" not in os.environ:
         yield 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return
@@ -279,6 +289,8 @@ def is_main_process() -> bool:
 def rng_states(generator: torch.Generator) -> list[dict]:
     """Every rank's random state (its crops and its quantization noise), for an exact resume."""
     state = {"generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():  # the quantization noise is drawn on the GPU
+        state["cuda_rng"] = torch.cuda.get_rng_state()
     if not dist.is_initialized():
         return [state]
     states = [None] * dist.get_world_size()
@@ -358,12 +370,13 @@ class Trainer:
                 self.model.inverse_gain.copy_(1 / self.model.gain)
         self.average = self.new_average()
 
-    def step(self, x: torch.Tensor | None = None) -> dict:
-        """One step on a fresh batch (or on `x`); returns its loss, bpp, PSNR (of the noisy forward)
-        and aux loss."""
+    def step(self, x: torch.Tensor | None = None, progress: float | None = None) -> dict:
+        """One step on a fresh batch (or on `x`), `progress` through the run (see learning_rate);
+        returns its loss, bpp, PSNR (of the noisy forward) and aux loss."""
         config, (main, aux) = self.config, self.optimizers
+        self.lr = learning_rate(config, self.step_count, progress)
         for group in main.param_groups:
-            group["lr"] = learning_rate(config, self.step_count)
+            group["lr"] = self.lr
         if x is None:
             x = self.sampler.batch(config.batch_size, self.generator).to(self.device)
         if is_variable_rate(self.model):
@@ -420,7 +433,7 @@ class Trainer:
                 self.average.n_averaged.copy_(state["average"]["n_averaged"])
 
 
-RESUME_CHANGES = ("steps", "data", "threads")  # what a resumed run takes from its new command
+RESUME_CHANGES = ("steps", "minutes", "data", "threads")  # what a resumed run takes from its new command
 
 
 def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every: int = 1000,
@@ -438,11 +451,14 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
             if resumed["step"] >= config.steps:
                 raise CodecError(f"{out} is already at step {resumed['step']} (--steps {config.steps}): "
                                  "give more steps to train on, or `codec export` it")
+            if config.minutes is not None and resumed["elapsed"] >= 60 * config.minutes:
+                raise CodecError(f"{out} has already trained {resumed['elapsed'] / 60:.1f} minutes (--minutes {config.minutes:g})")
             saved = Checkpoint.config(resumed)
             ignored = [f"--{name.replace('_', '-')} {getattr(config, name)} (it has {getattr(saved, name)})"
                        for name in asked if name not in RESUME_CHANGES and getattr(config, name) != getattr(saved, name)]
             # A resumed run keeps its recipe; only the length, the data path and the threads may change.
             config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUME_CHANGES})
+            before, after = learning_rate(saved, resumed["step"]), learning_rate(config, resumed["step"])
         torch.set_num_threads(max(1, config.threads // world_size))
         trainer = Trainer(config, device, rank)
         elapsed = 0.0
@@ -453,11 +469,15 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
             if rank < len(saved_rng):
                 trainer.generator.set_state(saved_rng[rank]["generator"])
                 torch.set_rng_state(saved_rng[rank]["torch_rng"])
+                if "cuda_rng" in saved_rng[rank] and torch.cuda.is_available():
+                    torch.cuda.set_rng_state(saved_rng[rank]["cuda_rng"])
             trainer.step_count, elapsed = resumed["step"], resumed["elapsed"]
             if rank == 0:
                 notice(f"resuming {out} at step {trainer.step_count}")
                 if ignored:
                     notice(f"note: {out} resumes with its own recipe, ignoring " + ", ".join(ignored))
+                if not math.isclose(before, after):
+                    notice(f"note: the new length moves the learning rate from {before:.3g} to {after:.3g} at this step")
                 if len(saved_rng) != world_size:
                     notice(f"{out} was trained with world size {len(saved_rng)}, not {world_size}: "
                            "the random crops differ from an uninterrupted run")
@@ -470,17 +490,24 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
         started = time.monotonic() - elapsed
         last_checkpoint = time.monotonic()
         window = {"loss": [], "bpp": [], "psnr": []}
-        while trainer.step_count < config.steps:
-            measured = trainer.step()
+
+        def progress() -> float:
+            done = trainer.step_count / config.steps
+            return done if config.minutes is None else max(done, (time.monotonic() - started) / (60 * config.minutes))
+
+        finished = False
+        while not finished:
+            measured = trainer.step(progress=progress())
             step = trainer.step_count
+            finished = rank0_decides(progress() >= 1, device)  # the clocks of the ranks differ
             for key in window:
                 window[key].append(measured[key])
             metrics = None
-            if step % 50 == 0 or step == config.steps:
+            if step % 50 == 0 or finished:
                 metrics = mean_over_ranks({k: float(np.mean(v)) for k, v in window.items()}, device)
-                metrics.update(lr=learning_rate(config, step - 1), aux=measured["aux"])
+                metrics.update(lr=trainer.lr, aux=measured["aux"])
                 window = {k: [] for k in window}
-            if val_images and (step % val_every == 0 or step == config.steps):
+            if val_images and (step % val_every == 0 or finished):
                 metrics = {**(metrics or {}), **validate(trainer.result(), val_images)}
             elapsed = time.monotonic() - started
             if rank == 0:
@@ -488,7 +515,7 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
                     with open(log_path, "a") as log:
                         log.write(json.dumps({"step": step, "seconds": round(elapsed, 1), **metrics}) + "\n")
                 report(step, metrics)
-            if rank0_decides(time.monotonic() - last_checkpoint >= checkpoint_seconds or step == config.steps, device):
+            if finished or rank0_decides(time.monotonic() - last_checkpoint >= checkpoint_seconds, device):
                 rng = rng_states(trainer.generator)
                 if rank == 0:
                     Checkpoint.save(out, trainer.state(), config, step, elapsed, rng)
@@ -503,42 +530,6 @@ def load_validation(paths: list[Path], multiple: int, device: torch.device) -> l
         with Image.open(path) as image:
             images.append((to_tensor(image, multiple).to(device), image.height, image.width))
     return images
-
-
-@dataclass
-class Contender:
-    """A recipe in a race (see `race`): anything with step() and result(), as Trainer has."""
-
-    label: str
-    trainer: object
-    budget_s: float
-    max_steps: float = math.inf
-    trained_s: float = 0.0
-    steps: int = 0
-    curve: list = dataclasses.field(default_factory=list)
-
-    @property
-    def done(self) -> bool:
-        return self.trained_s >= self.budget_s or self.steps >= self.max_steps
-
-
-def race(contenders: list[Contender], every_s: float, val_images) -> None:
-    """Train the contenders one step at a time, always the one furthest behind its budget, each on its
-    own clock, and score each on the validation images whenever its clock passes a multiple of
-    `every_s` and when it is done (the clocks stop while scoring). Interleaved steps make a noisy
-    machine slow every recipe alike: how benchmarks compare recipes at equal CPU time."""
-    while active := [c for c in contenders if not c.done]:
-        contender = min(active, key=lambda c: c.trained_s / c.budget_s)
-        start = time.monotonic()
-        contender.trainer.step()
-        before, contender.trained_s = contender.trained_s, contender.trained_s + time.monotonic() - start
-        contender.steps += 1
-        if contender.done or int(contender.trained_s / every_s) > int(before / every_s):
-            point = {"minutes": round(contender.trained_s / 60, 2), "steps": contender.steps,
-                     **validate(contender.trainer.result(), val_images)}
-            contender.curve.append(point)
-            print(f"  {contender.label:6s} {point['minutes']:6.2f} min  step {contender.steps:5d}  "
-                  f"{point['val_bpp']:.3f} bpp  {point['val_psnr']:.2f} dB", flush=True)
 
 
 def hardware() -> str:

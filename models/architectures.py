@@ -1,18 +1,16 @@
-"""The model ladder: factorized prior -> scale hyperprior -> mean-scale hyperprior.
+"""The model ladder: factorized prior -> scale hyperprior -> mean-scale hyperprior -> gained (variable-rate) mean-scale hyperprior.
 
 Each model owns its transforms, its entropy models and its compress/decompress. `compress` takes an
 image tensor whose height and width are multiples of `downsampling` and returns one byte string per
 entropy-coded stream; `decompress` takes those strings and the image size back. Strings are coded
-with CompressAI's rANS coder through its EntropyBottleneck and GaussianConditional.
+with CompressAI's rANS coder through its EntropyBottleneck and GaussianConditional. How coding runs
+them on this machine (layout, precision, tiles, symbol buffers) is in models/coding.py.
 """
 
 from __future__ import annotations
 
-import array
 import functools
 import math
-import re
-from pathlib import Path
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -21,99 +19,17 @@ from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 from torch import nn
 
+from codec.models import coding
 from codec.models.exact import exact_forward
 from codec.models.layers import GDN, make_hyper_attention
-from codec.models.strided import depth_to_space_conv, space_to_depth_conv
-from codec.models.tiling import blockwise, tiled
+from codec.models.tiling import blockwise
 
 # Scales below/above these bounds share the first/last CDF (CompressAI's table for 64 levels).
 SCALE_TABLE = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64))
 
 
-def bounded(string: bytes, symbols: int) -> bytes:
-    """A stream made safe for CompressAI's rANS decoder, which never checks the end of its input.
-
-    A damaged stream makes it read on: at most two 32-bit words per symbol, plus the bypass runs
-    (escape codes) whose lengths come from the stream itself, each 4-bit value asking for at most 15
-    more. Trailing zeros end every bypass run and cover those reads, so a damaged stream decodes to
-    garbage instead of crashing. Valid streams never reach the padding.
-    """
-    return string + bytes(16 * len(string) + 12 * symbols + 64)
-
-
-# y's symbols go to CompressAI's rANS coder directly, as int32 buffers: its EntropyModel.compress and
-# decompress convert them to and from Python lists (without them a 4K compress peaked 60 MB lower),
-# and torch.tensor() over the decoded list took 14 of a Kodak image's 24 ms of y decoding. The same
-# streams either way.
-
-
-def _int32_buffer(t: torch.Tensor) -> memoryview:
-    return memoryview(t.reshape(-1).int().contiguous().numpy())
-
-
-def _tables(entropy_model) -> tuple[list, list, list]:
-    return entropy_model.quantized_cdf.tolist(), entropy_model.cdf_length.tolist(), entropy_model.offset.tolist()
-
-
-def encode_symbols(entropy_model, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
-    """One stream of integer symbols, each coded with the CDF its index names."""
-    return entropy_model.entropy_coder.encode_with_indexes(_int32_buffer(symbols), _int32_buffer(indexes), *_tables(entropy_model))
-
-
-def decode_symbols(entropy_model, string: bytes, indexes: torch.Tensor) -> torch.Tensor:
-    """The integer symbols of one stream, in the shape of their indexes."""
-    values = entropy_model.entropy_coder.decode_with_indexes(string, _int32_buffer(indexes), *_tables(entropy_model))
-    return torch.frombuffer(array.array("i", values), dtype=torch.int32).reshape(indexes.shape)
-
-
-def cpu_computes_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 matrix instructions (AVX512-BF16 or AMX), with which oneDNN's
-    bfloat16 convolutions run several times faster than float32 ones. Linux only; elsewhere, no."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
-
-
-def coding_layers(transform: nn.Sequential) -> list:
-    """The transform's layers as coding runs them: a strided first convolution and a strided last
-    transposed one in their faster forms (models/strided.py), the others as they are."""
-    first, *middle, last = transform
-    if isinstance(first, nn.Conv2d) and first.stride == (2, 2):
-        first = functools.partial(space_to_depth_conv, first)
-    if isinstance(last, nn.ConvTranspose2d) and last.stride == (2, 2):
-        last = functools.partial(depth_to_space_conv, last)
-    return [first, *middle, last]
-
-
-def coding_form(transform: nn.Sequential, dtype: torch.dtype):
-    """The transform as coding runs it: channels-last (oneDNN's fastest layout), its coding_layers,
-    and, when `dtype` is bfloat16, the transform's `bfloat16_layers` in bfloat16 (through autocast);
-    every other layer, and every output, is float32."""
-    layers = coding_layers(transform)
-    fast = set(transform.bfloat16_layers) if dtype == torch.bfloat16 else set()
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        h = x.contiguous(memory_format=torch.channels_last)
-        for index, layer in enumerate(layers):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=index in fast):
-                h = layer(h).float()
-        return h
-
-    return run
-
-
-# Coding in bfloat16 (where the CPU has it) runs only the N -> N convolution at half the image's
-# resolution of each transform in it: 61 % of the transform's multiply-adds. Run wider (GDN, the
-# first or last layers, the lower resolutions too), bfloat16 cost the high-rate models 0.01-0.03 dB
-# of PSNR on Kodak, and up to 0.2 dB on an image; limited to these, about 0.002 dB (benchmarks/speed.py).
-
-
 class AnalysisTransform(nn.Sequential):
     """g_a: four stride-2 5x5 convolutions with GDN between them (image -> latent y, 16x smaller)."""
-
-    bfloat16_layers = (2,)
 
     def __init__(self, N: int, M: int):
         super().__init__(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
@@ -121,8 +37,6 @@ class AnalysisTransform(nn.Sequential):
 
 class SynthesisTransform(nn.Sequential):
     """g_s: four stride-2 5x5 transposed convolutions with inverse GDN between them (y_hat -> image)."""
-
-    bfloat16_layers = (4,)
 
     def __init__(self, N: int, M: int):
         super().__init__(
@@ -133,13 +47,38 @@ class SynthesisTransform(nn.Sequential):
         )
 
 
-def hyper_analysis(M: int, N: int, activation: type[nn.Module], attention: str) -> nn.Sequential:
+class HyperAnalysis(nn.Sequential):
     """h_a: y -> z, 4x smaller, with the optional attention block after each activation."""
-    return nn.Sequential(
-        conv(M, N, stride=1, kernel_size=3), activation(), make_hyper_attention(attention, N),
-        conv(N, N), activation(), make_hyper_attention(attention, N),
-        conv(N, N),
-    )
+
+    def __init__(self, N: int, M: int, attention: str, activation: type[nn.Module] = nn.ReLU):
+        super().__init__(
+            conv(M, N, stride=1, kernel_size=3), activation(), make_hyper_attention(attention, N),
+            conv(N, N), activation(), make_hyper_attention(attention, N),
+            conv(N, N),
+        )
+
+
+class ScaleHyperSynthesis(nn.Sequential):
+    """h_s of the scale hyperprior: z_hat -> y's scales, 4x larger, which the last ReLU keeps non-negative."""
+
+    def __init__(self, N: int, M: int, attention: str):
+        super().__init__(
+            deconv(N, N), nn.ReLU(), make_hyper_attention(attention, N),
+            deconv(N, N), nn.ReLU(), make_hyper_attention(attention, N),
+            conv(N, M, stride=1, kernel_size=3), nn.ReLU(),
+        )
+
+
+class MeanScaleHyperSynthesis(nn.Sequential):
+    """h_s of the mean-scale hyperprior: z_hat -> y's scales and means (2M channels), through 1.5 M."""
+
+    def __init__(self, N: int, M: int, attention: str):
+        wide = M * 3 // 2
+        super().__init__(
+            deconv(N, M), nn.LeakyReLU(), make_hyper_attention(attention, M),
+            deconv(M, wide), nn.LeakyReLU(), make_hyper_attention(attention, wide),
+            conv(wide, 2 * M, stride=1, kernel_size=3),
+        )
 
 
 class FactorizedPrior(CompressionModel):
@@ -160,35 +99,17 @@ class FactorizedPrior(CompressionModel):
         self.g_s = SynthesisTransform(N, M)
         self.entropy_bottleneck = EntropyBottleneck(M)
 
-    # Coding runs g_a and g_s tile by tile (models/tiling.py), so memory stays bounded on large
-    # images. The halos cover each transform's reach: a latent sees 30 pixels beyond its own 16
-    # (four 5x5 stride-2 convolutions), a pixel sees 1.875 latents around its own (four transposed).
-    # Images up to a megapixel run in one piece (fastest); larger ones in tiles
-    # of 384 pixels and 32 latents, which keep a 4K image under 1.5 GB.
-    whole_pixels = 1 << 20
-    analysis_tile, analysis_halo = 384, 32  # pixels
-    synthesis_tile, synthesis_halo = 32, 2  # latents
-    # The transforms' precision when coding: bfloat16 (in their bfloat16_layers) where the CPU has
-    # it natively, which runs those layers about 7 times faster and codes a Kodak image in 0.78 of
-    # the float32 time, at the same rate and PSNR to about 0.01 dB (benchmarks/speed.py). Decoded
-    # pixels differ from a float32 decoding by at most 2 levels; the symbols do not (h_s is exact).
-    coding_dtype = torch.bfloat16 if cpu_computes_bfloat16() else torch.float32
-
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        """g_a; in eval (coding) tile by tile, channels-last (oneDNN's fastest layout here)."""
+        """g_a; in eval (coding) in its coding form, in tiles on large images (models/coding.py)."""
         if self.training:
             return self.g_a(x)
-        return tiled(coding_form(self.g_a, self.coding_dtype), x, 1 / self.g_a_stride, self.analysis_tile, self.analysis_halo,
-                     self.whole_pixels)
+        return coding.tiled_analysis(self.g_a, x, self.g_a_stride)
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """g_s; in eval (coding) tile by tile and channels-last. In that layout oneDNN's convolutions
-        and GDN's 1x1 ones give the same pixels with any thread count (tests/test_determinism.py);
-        the tile grid depends only on the image size, so a file always decodes to the same pixels."""
+        """g_s; in eval (coding) in its coding form, in tiles on large images (models/coding.py)."""
         if self.training:
             return self.g_s(y_hat)
-        return tiled(coding_form(self.g_s, self.coding_dtype), y_hat, self.g_a_stride, self.synthesis_tile, self.synthesis_halo,
-                     self.whole_pixels // self.g_a_stride**2)
+        return coding.tiled_synthesis(self.g_s, y_hat, self.g_a_stride)
 
     def forward(self, x: torch.Tensor) -> dict:
         y = self.analysis(x)
@@ -204,7 +125,7 @@ class FactorizedPrior(CompressionModel):
 
     def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
         shape = (height // self.g_a_stride, width // self.g_a_stride)
-        y_hat = self.entropy_bottleneck.decompress([bounded(strings[0], self.M * shape[0] * shape[1])], shape)
+        y_hat = self.entropy_bottleneck.decompress([coding.bounded(strings[0], self.M * shape[0] * shape[1])], shape)
         return self.synthesis(y_hat).clamp_(0, 1)
 
     def update(self, force: bool = False) -> bool:
@@ -224,8 +145,6 @@ class ScaleHyperprior(FactorizedPrior):
 
     latent_names = ("y", "z")
     z_stride = 64  # pixels per hyper-latent
-    hyper_tile, hyper_halo = 8, 2  # hyper-latents; a scale sees 1.75 of them around its own
-    hyper_chunk = 128  # blocks at a time: bounds the exact h_s's float64 maps (4K compress peaked at 1.51 GB with 256)
 
     def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0):
         super().__init__(N, M)
@@ -236,12 +155,8 @@ class ScaleHyperprior(FactorizedPrior):
         self.downsampling = 16 * hyper_block if hyper_block else 64
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
-        self.h_a = hyper_analysis(M, N, nn.ReLU, hyper_attention)
-        self.h_s = nn.Sequential(
-            deconv(N, N), nn.ReLU(), make_hyper_attention(hyper_attention, N),
-            deconv(N, N), nn.ReLU(), make_hyper_attention(hyper_attention, N),
-            conv(N, M, stride=1, kernel_size=3), nn.ReLU(),
-        )
+        self.h_a = HyperAnalysis(N, M, hyper_attention)
+        self.h_s = ScaleHyperSynthesis(N, M, hyper_attention)
 
     def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         return torch.abs(y)
@@ -250,21 +165,19 @@ class ScaleHyperprior(FactorizedPrior):
         """h_a, on the whole of y or block by block."""
         if not self.hyper_block:
             return self.h_a(self.hyper_input(y))
-        return blockwise(self.h_a, self.hyper_input(y), self.hyper_block, self.hyper_block // 4, self.hyper_chunk)
+        return blockwise(self.h_a, self.hyper_input(y), self.hyper_block, self.hyper_block // 4, coding.HYPER_CHUNK)
 
     def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
         """h_s: in training the float transform; in eval (coding) its integer-exact form, so that
-        encoder and decoder agree to the bit on every machine (see models/exact.py). Exact sums
-        make tiles give the very same integers as one piece, so it runs in tiles (its float64 maps
-        take 0.7 GB at 4K in one piece), or in chunks of blocks; attention blocks, whose pooling is
+        encoder and decoder agree to the bit on every machine (see models/exact.py), in tiles on the
+        whole image (models/coding.py) or in chunks of blocks; attention blocks, whose pooling is
         global, run in one piece unless the hyperprior works in blocks."""
         transform = self.h_s if self.training else functools.partial(exact_forward, self.h_s)
         if self.hyper_block:
-            return blockwise(transform, z_hat, self.hyper_block // 4, self.hyper_block, self.hyper_chunk)
+            return blockwise(transform, z_hat, self.hyper_block // 4, self.hyper_block, coding.HYPER_CHUNK)
         if self.training or self.hyper_attention != "none":
             return transform(z_hat)
-        return tiled(transform, z_hat, self.z_stride // self.g_a_stride, self.hyper_tile, self.hyper_halo,
-                     self.whole_pixels // self.z_stride**2)
+        return coding.tiled_hyper_synthesis(transform, z_hat, self.g_a_stride, self.z_stride)
 
     def gaussian_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(scales, means) of y's Gaussian given the decoded hyper-latent."""
@@ -293,7 +206,7 @@ class ScaleHyperprior(FactorizedPrior):
         z_string = self.code_z(z)
         scales, means = self.gaussian_params(self.decode_z(z_string, z.shape[-2:]))
         indexes = self.scale_indexes(scales)
-        y_string = encode_symbols(self.gaussian_conditional, self.gaussian_conditional.quantize(y, "symbols", means), indexes)
+        y_string = coding.encode_symbols(self.gaussian_conditional, self.gaussian_conditional.quantize(y, "symbols", means), indexes)
         return [y_string, z_string]
 
     def decompress(self, strings: list[bytes], height: int, width: int) -> torch.Tensor:
@@ -305,15 +218,15 @@ class ScaleHyperprior(FactorizedPrior):
         return self.entropy_bottleneck.compress(z)[0]
 
     def decode_z(self, string: bytes, shape: tuple[int, int]) -> torch.Tensor:
-        """z_hat from its stream, made safe against a damaged one (see `bounded`)."""
-        return self.entropy_bottleneck.decompress([bounded(string, self.N * shape[0] * shape[1])], shape)
+        """z_hat from its stream, made safe against a damaged one (see coding.bounded)."""
+        return self.entropy_bottleneck.decompress([coding.bounded(string, self.N * shape[0] * shape[1])], shape)
 
     def decode_y(self, string: bytes, z_hat: torch.Tensor) -> torch.Tensor:
         """y_hat from its stream and the decoded hyper-latent; the scales, means and indexes are
         freed on return, before the synthesis (100 MB at 4K)."""
         scales, means = self.gaussian_params(z_hat)
         indexes = self.scale_indexes(scales)
-        symbols = decode_symbols(self.gaussian_conditional, bounded(string, indexes.numel()), indexes)
+        symbols = coding.decode_symbols(self.gaussian_conditional, coding.bounded(string, indexes.numel()), indexes)
         return self.gaussian_conditional.dequantize(symbols, means)
 
 
@@ -323,13 +236,8 @@ class MeanScaleHyperprior(ScaleHyperprior):
 
     def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0):
         super().__init__(N, M, hyper_attention, hyper_block)
-        self.h_a = hyper_analysis(M, N, nn.LeakyReLU, hyper_attention)
-        wide = M * 3 // 2
-        self.h_s = nn.Sequential(
-            deconv(N, M), nn.LeakyReLU(), make_hyper_attention(hyper_attention, M),
-            deconv(M, wide), nn.LeakyReLU(), make_hyper_attention(hyper_attention, wide),
-            conv(wide, 2 * M, stride=1, kernel_size=3),
-        )
+        self.h_a = HyperAnalysis(N, M, hyper_attention, nn.LeakyReLU)
+        self.h_s = MeanScaleHyperSynthesis(N, M, hyper_attention)
 
     def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         return y
@@ -422,7 +330,7 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         scales, means = self.gaussian_params(self.decode_z(z_string, z.shape[-2:]))
         indexes = self.scale_indexes(scales.double() * gain)
         symbols = torch.round((y.double() - means) * gain)
-        return [encode_symbols(self.gaussian_conditional, symbols, indexes), z_string]
+        return [coding.encode_symbols(self.gaussian_conditional, symbols, indexes), z_string]
 
     def decompress(self, strings: list[bytes], height: int, width: int, position: float) -> torch.Tensor:
         gain, inverse_gain = self.coding_gains(position)
@@ -430,7 +338,7 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         scales, means = self.gaussian_params(z_hat)
         indexes = self.scale_indexes(scales.double() * gain)
         del scales
-        symbols = decode_symbols(self.gaussian_conditional, bounded(strings[0], indexes.numel()), indexes)
+        symbols = coding.decode_symbols(self.gaussian_conditional, coding.bounded(strings[0], indexes.numel()), indexes)
         del indexes
         y_hat = (symbols.double() * inverse_gain).float().add_(means)
         del means, symbols

@@ -35,7 +35,7 @@ _GRID_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _grid_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The layer's weight and bias as grid integers, and the input bound that keeps its sums exact.
-    Preparing them took a fifth of h_s's time, so they are kept until the parameters change: any
+    Preparing them is a good part of h_s's time, so they are kept until the parameters change: any
     in-place update (a training step, load_state_dict) moves a tensor's version counter."""
     tracked = not (torch.is_inference(layer.weight) or torch.is_inference(layer.bias))
     key = (layer.weight.data_ptr(), layer.weight._version, layer.bias.data_ptr(), layer.bias._version) if tracked else None
@@ -63,7 +63,9 @@ def _exact_conv(layer: nn.Conv2d | nn.ConvTranspose2d, h: torch.Tensor) -> torch
     return out.add_(bias.view(1, -1, 1, 1)).div_(2.0**WEIGHT_BITS).round_()
 
 
-def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The exact path's matrix products, in one place, so that the determinism checks can sum them
+    in another order (benchmarks/summation.py)."""
     return a @ b
 
 
@@ -75,7 +77,7 @@ def _conv(h: torch.Tensor, weight: torch.Tensor, stride, padding) -> torch.Tenso
     out_h = (height + 2 * padding[0] - kh) // stride[0] + 1
     out_w = (width + 2 * padding[1] - kw) // stride[1] + 1
     columns = F.unfold(h, (kh, kw), padding=padding, stride=stride).transpose(1, 2).reshape(n * out_h * out_w, -1)
-    out = _matmul(columns, weight.reshape(out_channels, -1).t())
+    out = matmul(columns, weight.reshape(out_channels, -1).t())
     return out.reshape(n, out_h, out_w, out_channels).permute(0, 3, 1, 2)
 
 
@@ -86,7 +88,7 @@ def _transposed_conv(h: torch.Tensor, weight: torch.Tensor, stride, padding, out
     _, out_channels, kh, kw = weight.shape
     out_h = (height - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0]
     out_w = (width - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1]
-    taps = _matmul(h.permute(0, 2, 3, 1).reshape(-1, in_channels), weight.reshape(in_channels, -1))
+    taps = matmul(h.permute(0, 2, 3, 1).reshape(-1, in_channels), weight.reshape(in_channels, -1))
     taps = taps.reshape(n, height * width, -1).transpose(1, 2)
     return F.fold(taps, (out_h, out_w), (kh, kw), padding=padding, stride=stride)
 
@@ -106,36 +108,3 @@ def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         elif not isinstance(layer, nn.Identity):  # an attention block: float32, then back on the grid
             h = layer((h / scale).float()).double().mul_(scale).round_()
     return h.div_(scale).to(torch.float32, memory_format=torch.contiguous_format)
-
-
-class split_channel_sums:
-    """A deliberately different route, to prove the claim above: within this context every
-    convolution, and every matrix product of the exact path, sums its inputs in two halves, in
-    reverse order, as another BLAS or thread count might. Float results change in the last bits;
-    exact ones must not change at all."""
-
-    def __enter__(self):
-        global _matmul
-        self.saved = F.conv2d, F.conv_transpose2d, _matmul
-        conv2d, conv_transpose2d, matmul = self.saved
-
-        def split(conv, channel_dim):
-            def convolve(input, weight, bias=None, *args, **kwargs):
-                half = input.shape[1] // 2
-                if half == 0:
-                    return conv(input, weight, bias, *args, **kwargs)
-                high = conv(input[:, half:], weight.narrow(channel_dim, half, weight.shape[channel_dim] - half), None, *args, **kwargs)
-                return high + conv(input[:, :half], weight.narrow(channel_dim, 0, half), bias, *args, **kwargs)
-
-            return convolve
-
-        def split_matmul(a, b):
-            half = a.shape[-1] // 2
-            return matmul(a[..., half:], b[half:]) + matmul(a[..., :half], b[:half])
-
-        F.conv2d, F.conv_transpose2d, _matmul = split(conv2d, 1), split(conv_transpose2d, 0), split_matmul
-        return self
-
-    def __exit__(self, *exc):
-        global _matmul
-        F.conv2d, F.conv_transpose2d, _matmul = self.saved

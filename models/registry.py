@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
+from codec.bitstream import HASH_BYTES
 from codec.errors import ModelError
 from codec.fileio import write_bytes_atomic
 from codec.models.architectures import build_model
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "vr1"
-HASH_BYTES = 8  # how much of the weights' sha256 a bitstream carries
 
 
 def user_dir() -> Path:

@@ -11,23 +11,11 @@ the convolutions zero-pad there, as the whole-image pass does.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 from typing import Callable
 
 import torch
 
-
-def _malloc_trim() -> Callable[[], None]:
-    """glibc's malloc_trim(0), or nothing elsewhere."""
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return lambda: None
-    return lambda: trim(0)
-
-
-release_freed_memory = _malloc_trim()
+from codec.allocator import release_freed_memory
 
 
 def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float, tile: int, halo: int,

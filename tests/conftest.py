@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from codec.models.architectures import build_model, cpu_computes_bfloat16
+from codec.models.architectures import build_model
+from codec.models.coding import cpu_computes_bfloat16
 from codec.models.registry import save_model
 
 SMALL = {"N": 16, "M": 32}

@@ -8,7 +8,7 @@ from torch import nn
 
 from tests.conftest import CODING_DTYPES, natural_image, small_model
 from codec.image import to_tensor
-from codec.models.architectures import decode_symbols, encode_symbols
+from codec.models import coding
 from codec.models.strided import depth_to_space_conv, space_to_depth_conv
 
 CASES = [("factorized", {}), ("scale-hyperprior", {"hyper_attention": "none"}), ("mean-scale-hyperprior", {"hyper_attention": "none"})]
@@ -116,11 +116,11 @@ def test_faster_forms_of_the_strided_layers_compute_the_same_sums(kernel):
 
 
 @pytest.mark.parametrize("dtype", CODING_DTYPES)
-def test_coding_runs_the_transforms_of_training(dtype):
+def test_coding_runs_the_transforms_of_training(monkeypatch, dtype):
     """Coding's form of g_a and g_s (channels-last, faster first and last layers, bfloat16 where
     chosen) computes the transforms: to float32's rounding, or to about 1 % in bfloat16."""
     model = small_model(N=32, M=48)
-    model.coding_dtype = dtype
+    monkeypatch.setattr(coding, "DTYPE", dtype)
     x = to_tensor(natural_image(192, 128))
     tolerance = 1e-5 if dtype == torch.float32 else 0.02
     with torch.inference_mode():
@@ -142,6 +142,6 @@ def test_symbols_code_to_compressais_streams():
         indexes = model.scale_indexes(scales)
         conditional = model.gaussian_conditional
         symbols = conditional.quantize(y, "symbols", means)
-        string = encode_symbols(conditional, symbols, indexes)
+        string = coding.encode_symbols(conditional, symbols, indexes)
         assert string == conditional.compress(y, indexes, means=means)[0]
-        assert torch.equal(decode_symbols(conditional, string, indexes), symbols)
+        assert torch.equal(coding.decode_symbols(conditional, string, indexes), symbols)

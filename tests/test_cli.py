@@ -144,7 +144,8 @@ def test_train_errors(codec_home, tmp_path):
     assert_one_line_error(run("train", "--data", tmp_path / "none", "--lmbda", 0.01, "--out", out), "not a directory")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--metric", "psnr"), "unknown metric")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--crop", 96), "multiple of 64")
-    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--hyper-block", 6), "--hyper-block must be")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--hyper-block", 6),
+                          "--hyper-block 6: hyper_block must be 0 or a positive multiple of 4")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--hyper-block", 8, "--crop", 64), "multiple of 128")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--ema", 1), "--ema must be")
     out.write_text("not a checkpoint")

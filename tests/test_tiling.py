@@ -7,7 +7,7 @@ import torch
 import codec
 from codec.image import to_image, to_tensor
 from codec.metrics import psnr
-from codec.models.architectures import FactorizedPrior, ScaleHyperprior
+from codec.models import coding
 from codec.models.exact import exact_forward
 from codec.models.registry import load_model
 from codec.models.tiling import blockwise
@@ -15,11 +15,11 @@ from tests.conftest import CODING_DTYPES, natural_image, small_model
 
 
 def set_tiles(monkeypatch, analysis: int, synthesis: int, hyper: int, analysis_halo: int = 32, whole: int = 0):
-    monkeypatch.setattr(FactorizedPrior, "whole_pixels", whole)
-    monkeypatch.setattr(FactorizedPrior, "analysis_tile", analysis)
-    monkeypatch.setattr(FactorizedPrior, "analysis_halo", analysis_halo)
-    monkeypatch.setattr(FactorizedPrior, "synthesis_tile", synthesis)
-    monkeypatch.setattr(ScaleHyperprior, "hyper_tile", hyper)
+    monkeypatch.setattr(coding, "WHOLE_PIXELS", whole)
+    monkeypatch.setattr(coding, "ANALYSIS_TILE", analysis)
+    monkeypatch.setattr(coding, "ANALYSIS_HALO", analysis_halo)
+    monkeypatch.setattr(coding, "SYNTHESIS_TILE", synthesis)
+    monkeypatch.setattr(coding, "HYPER_TILE", hyper)
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def small_tiles(monkeypatch):
 @pytest.mark.parametrize("dtype", CODING_DTYPES)
 def test_tiled_transforms_compute_what_the_whole_image_pass_does(monkeypatch, dtype):
     model = small_model(N=32, M=48)
-    model.coding_dtype = dtype
+    monkeypatch.setattr(coding, "DTYPE", dtype)
     x = to_tensor(natural_image(448, 320))
     with torch.inference_mode():
         set_tiles(monkeypatch, 128, 8, 2, whole=1 << 30)
@@ -70,7 +70,7 @@ def threads():
 def test_tiled_coding_round_trips_exactly(small_tiles, tiny_model, threads, monkeypatch, dtype):
     """The decoder rebuilds the encoder's quantized latents and reconstruction to the bit, with
     1, 2 or 3 threads, in either precision that coding uses."""
-    monkeypatch.setattr(FactorizedPrior, "coding_dtype", dtype)
+    monkeypatch.setattr(coding, "DTYPE", dtype)
     image = natural_image(330, 270)
     data = codec.compress(image, model="tiny")
     model = load_model(tiny_model)
@@ -114,6 +114,6 @@ def test_hyperprior_blocks_in_chunks_code_the_same_file(monkeypatch):
     x = to_tensor(natural_image(200, 130), model.downsampling)
     with torch.inference_mode():
         whole = model.compress(x)
-        monkeypatch.setattr(ScaleHyperprior, "hyper_chunk", 2)
+        monkeypatch.setattr(coding, "HYPER_CHUNK", 2)
         assert model.compress(x) == whole
         assert torch.equal(model.decompress(whole, *x.shape[-2:]), model(x)["x_hat"].clamp(0, 1))

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from codec.errors import CodecError
 from codec.train import Checkpoint, TrainConfig, learning_rate, rd_loss, train
 from codec.models.architectures import build_model
 
@@ -113,11 +114,12 @@ def test_factorized_synthesis_sees_rounding_around_the_medians():
 
 def test_race_spends_each_budget_in_turns(dataset, monkeypatch):
     """Contenders alternate, the one furthest behind its budget first; each is scored when done."""
-    import codec.train as training
-    from codec.train import Contender, Trainer, load_validation, race
+    import benchmarks.race as racing
+    from benchmarks.race import Contender, race
+    from codec.train import Trainer, load_validation
 
     clock, order = [0.0], []
-    monkeypatch.setattr(training.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(racing.time, "monotonic", lambda: clock[0])
 
     class Timed(Trainer):
         def step(self):  # every step takes 0.125 s of the fake clock
@@ -184,3 +186,22 @@ def test_manifest_records_the_data_without_its_absolute_path(dataset, tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert data_description(str(dataset.resolve())) == data_description("data") == "data"
     assert data_description(str(tmp_path / "gone")) == "gone"
+
+
+def test_a_time_budget_ends_the_run_and_decays_the_learning_rate(dataset, tmp_path):
+    """With --minutes the schedule follows the clock: the run stops at its budget, the learning rate
+    decayed to its floor, well before its steps."""
+    out = train(config(dataset, 10**6, minutes=0.05, ema=0.0), tmp_path / "timed.ckpt", report=lambda *a: None)
+    state = Checkpoint.load(out)
+    assert 0 < state["step"] < 10**6 and 3 <= state["elapsed"] < 30
+    rows = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] == pytest.approx(0.05 * 1e-3, rel=0.05)
+    with pytest.raises(CodecError, match="already trained"):
+        train(config(dataset, 10**6, minutes=0.05, ema=0.0), out, report=lambda *a: None, notice=lambda m: None)
+
+
+def test_progress_drives_the_schedule():
+    c = TrainConfig(data="", lmbda=0.01, steps=1000, lr=1e-3, warmup=10, decay_fraction=0.5, final_lr_ratio=0.1)
+    assert learning_rate(c, 100, progress=0.4) == pytest.approx(1e-3)
+    assert learning_rate(c, 100, progress=0.75) == pytest.approx(learning_rate(c, 750))
+    assert learning_rate(c, 100, progress=1.0) == pytest.approx(1e-4)

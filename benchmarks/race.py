@@ -1,0 +1,44 @@
+"""Recipes trained against each other at equal CPU time (learning_speed.py, hyperprior_blocks.py)."""
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+from codec.train import validate
+
+
+@dataclass
+class Contender:
+    """A recipe in a race (see `race`): anything with step() and result(), as codec.train.Trainer has."""
+
+    label: str
+    trainer: object
+    budget_s: float
+    max_steps: float = math.inf
+    trained_s: float = 0.0
+    steps: int = 0
+    curve: list = dataclasses.field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.trained_s >= self.budget_s or self.steps >= self.max_steps
+
+
+def race(contenders: list[Contender], every_s: float, val_images) -> None:
+    """Train the contenders one step at a time, always the one furthest behind its budget, each on its
+    own clock, and score each on the validation images whenever its clock passes a multiple of
+    `every_s` and when it is done (the clocks stop while scoring). Interleaved steps make a noisy
+    machine slow every recipe alike: how benchmarks compare recipes at equal CPU time."""
+    while active := [c for c in contenders if not c.done]:
+        contender = min(active, key=lambda c: c.trained_s / c.budget_s)
+        start = time.monotonic()
+        contender.trainer.step()
+        before, contender.trained_s = contender.trained_s, contender.trained_s + time.monotonic() - start
+        contender.steps += 1
+        if contender.done or int(contender.trained_s / every_s) > int(before / every_s):
+            point = {"minutes": round(contender.trained_s / 60, 2), "steps": contender.steps,
+                     **validate(contender.trainer.result(), val_images)}
+            contender.curve.append(point)
+            print(f"  {contender.label:6s} {point['minutes']:6.2f} min  step {contender.steps:5d}  "
+                  f"{point['val_bpp']:.3f} bpp  {point['val_psnr']:.2f} dB", flush=True)

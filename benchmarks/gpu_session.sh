@@ -41,9 +41,10 @@ export_weights() {
   cp "$CODEC_HOME/models/vr-gpu.pt" "$CODEC_HOME/models/vr-gpu.json" "$OUT/"
   cp /tmp/run.log.jsonl "$OUT/vr-gpu.log.jsonl"
 }
+last=$SECONDS
 while kill -0 "$trainer" 2> /dev/null; do
-  sleep 120 & wait $! || true
-  export_weights
+  sleep 5
+  if (( SECONDS - last >= 120 )); then export_weights; last=$SECONDS; fi
 done
 wait "$trainer" || echo "training exited with status $?" >> "$OUT/train.out"
 export_weights

@@ -192,15 +192,21 @@ def curves(rows: list[dict]) -> dict[str, list[dict]]:
 def bd_rate(anchor: list[dict], test: list[dict], metric: str) -> float | None:
     """BD-rate in % of `test` against `anchor` on `metric` (negative: fewer bits for the same quality),
     by the bjontegaard package with PCHIP; None where it is undefined (too few points, no overlap,
-    a curve that is not monotonic)."""
+    a curve with a single point left)."""
     import matplotlib
 
     matplotlib.use("Agg")  # bjontegaard imports pyplot
     import bjontegaard as bd
 
     def points(curve):
-        kept = [(p["bpp"], p[metric]) for p in curve if p[metric] is not None and math.isfinite(p[metric])]
-        return [list(values) for values in zip(*sorted(kept))] or [[], []]
+        """The curve's points that no other beats: a point with more bits and no higher quality than
+        one before it (a variable-rate model's flat top) is one nobody would pick, and would make the
+        curve non-monotonic, which BD-rate cannot take."""
+        kept = []
+        for rate, value in sorted((p["bpp"], p[metric]) for p in curve if p[metric] is not None and math.isfinite(p[metric])):
+            if not kept or value > kept[-1][1]:
+                kept.append((rate, value))
+        return [list(values) for values in zip(*kept)] or [[], []]
 
     (rate_anchor, dist_anchor), (rate_test, dist_test) = points(anchor), points(test)
     try:
@@ -253,8 +259,9 @@ def write_outputs(out: Path, rows: list[dict], curves: dict[str, list[dict]], ti
 def bd_markdown(curves: dict[str, list[dict]], title: str) -> str:
     lines = [f"# BD-rate, {title}", "",
              "Each row against each column as the anchor (bjontegaard, PCHIP); negative: fewer bits for "
-             "the same quality, averaged over the quality range both curves cover. n/a: the curves do not "
-             "overlap, have fewer than two points, or are not monotonic.", ""]
+             "the same quality, averaged over the quality range both curves cover, on the points of each curve that no "
+             "other point of it beats (more bits for no more quality are left out). n/a: the curves do not overlap or "
+             "have fewer than two points.", ""]
     for metric, label in BD_METRICS.items():
         header, rows = bd_table(curves, metric)
         lines += [f"## {label}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

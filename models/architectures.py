@@ -1,4 +1,5 @@
-"""The model ladder: factorized prior -> scale hyperprior -> mean-scale hyperprior -> gained (variable-rate) mean-scale hyperprior.
+"""The model ladder: factorized prior, scale hyperprior, mean-scale hyperprior, and the gained
+(variable-rate) mean-scale hyperprior.
 
 Each model owns its transforms, its entropy models and its compress/decompress. `compress` takes an
 image tensor whose height and width are multiples of `downsampling` and returns one byte string per

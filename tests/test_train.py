@@ -195,7 +195,7 @@ def test_a_time_budget_ends_the_run_and_decays_the_learning_rate(dataset, tmp_pa
     state = Checkpoint.load(out)
     assert 0 < state["step"] < 10**6 and 1.2 <= state["elapsed"] < 20
     rows = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
-    assert rows[-1]["lr"] == pytest.approx(0.05 * 1e-3, rel=0.05)
+    assert rows[-1]["lr"] < 0.1 * 1e-3  # from the peak of 1e-3 to near its floor of 5e-5
     with pytest.raises(CodecError, match="already trained"):
         train(config(dataset, 10**6, minutes=0.02, ema=0.0), out, report=lambda *a: None, notice=lambda m: None)
 

@@ -205,3 +205,11 @@ def test_progress_drives_the_schedule():
     assert learning_rate(c, 100, progress=0.4) == pytest.approx(1e-3)
     assert learning_rate(c, 100, progress=0.75) == pytest.approx(learning_rate(c, 750))
     assert learning_rate(c, 100, progress=1.0) == pytest.approx(1e-4)
+
+
+def test_a_longer_resume_says_where_the_learning_rate_goes(dataset, tmp_path):
+    """Extending a finished run re-raises the learning rate from its floor: the resume says so."""
+    out = train(config(dataset, 3, ema=0.0), tmp_path / "short.ckpt", report=lambda *a: None)
+    notices = []
+    train(config(dataset, 4, ema=0.0), out, report=lambda *a: None, notice=notices.append)
+    assert any("moves the learning rate from 5e-05 to 0.000525" in notice for notice in notices), notices

@@ -414,7 +414,7 @@ def train(
     from codec.export import check_name
     from codec.train import TrainConfig, is_main_process, train as run_training
 
-    from codec.models.architectures import ARCHITECTURES, build_model
+    from codec.models.architectures import ARCHITECTURES, build_model, is_variable_rate
     from codec.models.layers import HYPER_ATTENTION
 
     if arch not in ARCHITECTURES:
@@ -446,12 +446,12 @@ def train(
         else:
             card = get_card(init)
             source_arch, source_config = card.arch, card.config
-        if not (arch.startswith("gained-") and source_arch == "mean-scale-hyperprior"):
+        if not (is_variable_rate(arch) and source_arch == "mean-scale-hyperprior"):
             arch = source_arch
         n, m = source_config["N"], source_config["M"]
         hyper_attention = source_config.get("hyper_attention", "none")
         hyper_block = source_config.get("hyper_block", 0)
-    variable_rate = arch.startswith("gained-")
+    variable_rate = is_variable_rate(arch)
     if (lmbda is None) != variable_rate:
         raise CodecError(f"--lmbda is needed for {arch}" if lmbda is None else
                          f"{arch} trains every rate at once (its anchors' λs): give no --lmbda")

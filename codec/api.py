@@ -10,10 +10,9 @@ width and height round-trip to the same size.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import NamedTuple
-
-import math
 
 import torch
 from PIL import Image
@@ -44,8 +43,7 @@ def rate_position(net, hundredths: int) -> float:
 def _chosen(quality, model: str | None) -> tuple[ModelCard, int | None]:
     """The model and the quality in hundredths (None for a one-rate model) a compress call asks for."""
     card = get_card(model) if model is not None else default_card()
-    variable = card.arch.startswith("gained-")
-    if not variable:
+    if not card.variable_rate:
         if quality is not None:
             raise ModelError(f"model {card.name} codes at one rate: give no quality with it")
         return card, None
@@ -61,7 +59,7 @@ def _targeted(bpp: float | None, psnr: float | None, model: str | None) -> Model
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
         raise CodecError(f"the target must be a positive number (got {target!r})")
     card, _ = _chosen(None, model)
-    if not card.arch.startswith("gained-"):
+    if not card.variable_rate:
         raise ModelError(f"model {card.name} codes at one rate: it has no quality to choose for a target")
     return card
 
@@ -105,7 +103,7 @@ def decompress(data: bytes | bytearray | memoryview) -> Image.Image:
     net = load_model(card)
     if len(stream.streams) != len(net.latent_names):
         raise BitstreamError(f"model {card.name} needs {len(net.latent_names)} streams, the file has {len(stream.streams)}")
-    variable = card.arch.startswith("gained-")
+    variable = card.variable_rate
     if variable != (stream.quality is not None):
         raise BitstreamError(f"corrupted file (a quality field that model {card.name} does not take, or none where it needs one)")
     multiple = net.downsampling

@@ -12,6 +12,7 @@ from codec.errors import CodecError, ModelError
 from codec.evaluate import measure, summarize
 from codec.fileio import image_files
 from codec.train import Checkpoint, TrainConfig, hardware
+from codec.models.architectures import is_variable_rate
 from codec.models.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -84,7 +85,7 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, default_q
     config = dataclasses.replace(config, data=data_description(config.data))  # for the manifest
     model = Checkpoint.model(state)
     model.update(force=True)
-    variable = config.arch.startswith("gained-")
+    variable = is_variable_rate(config.arch)
     if default_quality is not None and not (variable and 0 <= default_quality <= 100):
         raise CodecError("--default-quality is for a variable-rate model, from 0 to 100")
     if variable and default_quality is None:

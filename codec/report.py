@@ -80,7 +80,7 @@ def plan(folder: Path, models: list[ModelCard], codecs: list[str],
     hashes = {path: hashlib.sha256(path.read_bytes()).hexdigest() for _, path in images}
     points = []
     for card in models:
-        if card.arch.startswith("gained-"):
+        if card.variable_rate:
             points += [(card.name, quality, f"model sha256 {card.sha256}") for quality in QUALITIES]
         else:
             points.append((MODEL_CODEC, card.name, f"model sha256 {card.sha256}"))

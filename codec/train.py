@@ -33,7 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from codec.errors import CodecError
 from codec.fileio import atomic_write, image_files
 from codec.image import to_tensor
-from codec.models.architectures import build_model
+from codec.models.architectures import GainedMeanScaleHyperprior, build_model
 from codec.models.registry import get_card, load_model
 
 @dataclass
@@ -156,17 +156,13 @@ def make_optimizers(model: torch.nn.Module, config: TrainConfig):
     return torch.optim.Adam(main, lr=config.lr), torch.optim.Adam(aux, lr=config.aux_lr)
 
 
-def is_variable_rate(model: torch.nn.Module) -> bool:
-    return hasattr(model, "anchor_lambdas")
-
-
 @torch.no_grad()
 def validate(model, images: list[tuple[torch.Tensor, int, int]]) -> dict:
     """Mean bpp (from likelihoods) and PSNR of the quantized forward pass on whole images, each
     given padded to the model's multiple with its true height and width. A variable-rate model is
     scored at its lowest, middle and highest anchors (val_bpp@P, val_psnr@P for each position P)."""
     model.eval()
-    positions = [0, (model.anchors - 1) // 2, model.anchors - 1] if is_variable_rate(model) else [None]
+    positions = [0, (model.anchors - 1) // 2, model.anchors - 1] if isinstance(model, GainedMeanScaleHyperprior) else [None]
     metrics = {}
     for position in positions:
         bpps, psnrs = [], []
@@ -364,7 +360,7 @@ class Trainer:
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         if unexpected or not set(missing) <= {"gain", "inverse_gain", "gain_table"}:
             raise CodecError(f"{init}: its weights do not fit a {self.config.arch} model")
-        if is_variable_rate(self.model) and "gain" in missing:
+        if isinstance(self.model, GainedMeanScaleHyperprior) and "gain" in missing:
             with torch.no_grad():
                 self.model.gain.copy_(self.model.initial_gains(lmbda))
                 self.model.inverse_gain.copy_(1 / self.model.gain)
@@ -379,7 +375,7 @@ class Trainer:
             group["lr"] = self.lr
         if x is None:
             x = self.sampler.batch(config.batch_size, self.generator).to(self.device)
-        if is_variable_rate(self.model):
+        if isinstance(self.model, GainedMeanScaleHyperprior):
             # Every crop its own rate, uniform over the anchors' span: the whole curve trains at once.
             positions = torch.rand(x.shape[0], generator=self.generator).mul_(self.model.anchors - 1).to(self.device)
             output = self.forward(x, positions)

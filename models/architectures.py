@@ -282,10 +282,8 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
 
     def lambdas(self, position: torch.Tensor) -> torch.Tensor:
         """The trade-off at each position, interpolated log-linearly between the anchors."""
-        logs = torch.tensor(self.anchor_lambdas, dtype=torch.float32, device=position.device).log()
-        low = position.floor().clamp(max=self.anchors - 2).long()
-        t = position - low
-        return torch.exp((1 - t) * logs[low] + t * logs[low + 1])
+        logs = torch.tensor(self.anchor_lambdas, dtype=torch.float32, device=position.device).log()[:, None]
+        return self._interpolate(logs, position)[:, 0].exp()
 
     @staticmethod
     def _interpolate(table: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
@@ -357,6 +355,11 @@ ARCHITECTURES = {
     "mean-scale-hyperprior": MeanScaleHyperprior,
     "gained-mean-scale-hyperprior": GainedMeanScaleHyperprior,
 }
+
+
+def is_variable_rate(arch: str) -> bool:
+    """Whether an architecture codes at a rate chosen per image (a quality) rather than at one."""
+    return issubclass(ARCHITECTURES[arch], GainedMeanScaleHyperprior)
 
 
 def build_model(arch: str, **config) -> FactorizedPrior:

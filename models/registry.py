@@ -19,7 +19,7 @@ import torch
 from codec.bitstream import HASH_BYTES
 from codec.errors import ModelError
 from codec.fileio import write_bytes_atomic
-from codec.models.architectures import build_model
+from codec.models.architectures import build_model, is_variable_rate
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "vr1"
@@ -41,6 +41,10 @@ class ModelCard:
     training: dict = field(default_factory=dict)
     kodak: dict = field(default_factory=dict)  # mean bpp / PSNR / MS-SSIM of real files on Kodak
     directory: Path = SHIPPED_DIR
+
+    @property
+    def variable_rate(self) -> bool:
+        return is_variable_rate(self.arch)
 
     @property
     def weights_path(self) -> Path:

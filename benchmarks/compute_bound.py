@@ -28,7 +28,9 @@ from codec.models.layers import GDN
 from codec.models.registry import get_card, load_model
 from speed import Worker
 
-COMPARED_MODEL = "msh2-q3"  # a one-rate mean-scale model, the architecture CompressAI also has
+# A one-rate mean-scale model, the architecture CompressAI also has. It left the package on
+# 2026-12-01; install it from git first (models/checkpoints/README.md says how).
+COMPARED_MODEL = "msh2-q3"
 
 
 def median_seconds(function, repeat: int) -> float:

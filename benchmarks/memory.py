@@ -5,7 +5,7 @@ and `codec decompress` on it as separate processes, and reports each one's wall 
 (the kernel's count for that process: interpreter, torch, the model and the image). Also checks the
 decoded size and PSNR.
 
-    python benchmarks/memory.py ../shared/data/kodak --sizes 3840x2160 8000x8000
+    python benchmarks/memory.py ../shared/data/kodak --sizes 3840x2160 8000x8000 [--quality Q] [--effort E]
 """
 
 import argparse
@@ -42,10 +42,11 @@ def main():
     parser.add_argument("images", help="folder of images for the mosaics (Kodak)")
     parser.add_argument("--sizes", type=size, nargs="+", default=[(3840, 2160)])
     parser.add_argument("--quality", type=int, default=None)
+    parser.add_argument("--effort", type=int, default=None, help="encoder effort (default: the command's)")
     args = parser.parse_args()
     arrays = [np.asarray(open_image(path).convert("RGB")) for path in image_files(args.images)]
     codec = [str(Path(sys.executable).parent / "codec")]  # the console script beside this Python
-    quality = [] if args.quality is None else ["-q", str(args.quality)]
+    quality = ([] if args.quality is None else ["-q", str(args.quality)]) + ([] if args.effort is None else ["--effort", str(args.effort)])
     with tempfile.TemporaryDirectory() as folder:
         for width, height in args.sizes:
             source, coded, decoded = (Path(folder) / f"{width}x{height}{suffix}" for suffix in (".png", ".lic", ".out.png"))

@@ -40,5 +40,6 @@ def race(contenders: list[Contender], every_s: float, val_images) -> None:
             point = {"minutes": round(contender.trained_s / 60, 2), "steps": contender.steps,
                      **validate(contender.trainer.result(), val_images)}
             contender.curve.append(point)
-            print(f"  {contender.label:6s} {point['minutes']:6.2f} min  step {contender.steps:5d}  "
-                  f"{point['val_bpp']:.3f} bpp  {point['val_psnr']:.2f} dB", flush=True)
+            scores = "  ".join(f"{point[key]:.3f} bpp / {point['val_psnr' + key[len('val_bpp'):]]:.2f} dB"
+                               for key in point if key.startswith("val_bpp"))
+            print(f"  {contender.label:8s} {point['minutes']:6.2f} min  step {contender.steps:5d}  {scores}", flush=True)

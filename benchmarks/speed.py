@@ -36,7 +36,9 @@ from codec.metrics import psnr
 from codec.models import coding
 from codec.models.registry import get_card, load_model
 
-COMPARED_MODEL = "msh2-q3"  # a one-rate mean-scale model, the architecture CompressAI also has
+# A one-rate mean-scale model, the architecture CompressAI also has. It left the package on
+# 2026-12-01; install it from git first (models/checkpoints/README.md says how).
+COMPARED_MODEL = "msh2-q3"
 
 SIDES = ("ours", "ours-float32", "compressai")
 

@@ -258,6 +258,9 @@ def compress(
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `codec models`); default: the shipped one.")] = None,
     target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", help="Pick the quality: the most bits within this many per pixel (within 2 %).")] = None,
     target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Pick the quality: the fewest bits reaching this PSNR (dB).")] = None,
+    effort: Annotated[Optional[int], typer.Option(
+        "--effort", "-e", help="Encoder effort 0-9: higher searches each image's latents longer for a smaller file "
+                               "(same decoder); default 0.")] = None,
     force: Force = False,
     skip_existing: SkipExisting = False,
     verify: Annotated[bool, typer.Option("--verify", help="Decode the result and report PSNR and MS-SSIM.")] = False,
@@ -273,9 +276,11 @@ def compress(
         raise CodecError("give at most one of --quality, --target-bpp and --target-psnr")
     if model is not None:
         setting["model"] = model
+    if effort is not None:
+        setting["effort"] = effort
     if jobs < 1:
         raise CodecError(f"--jobs must be at least 1 (got {jobs})")
-    check_options(quality, model, target_bpp, target_psnr)
+    check_options(quality, model, target_bpp, target_psnr, effort)
     files = expand_inputs(images, IMAGE_SUFFIXES)
     targets = output_paths(files, output, SUFFIX, force, skip_existing)
     report = err if output == STREAM else out  # standard output holds the file alone
@@ -399,6 +404,10 @@ def train(
     ema: Annotated[float, typer.Option(help="Decay of the moving average of the weights that are validated and shipped; 0: none.")] = 0.99,
     ste: Annotated[bool, typer.Option("--ste/--no-ste", help="g_s trains on the rounded latent (straight-through), as it decodes.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads, shared among the processes.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto (CUDA where there is one).")] = "auto",
+    precision: Annotated[str, typer.Option(
+        help="Arithmetic of g_a and g_s: float32, or bfloat16 (autocast: faster where the CPU or GPU has it, "
+             "but it learned less per minute when measured).")] = "float32",
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation images, scored every --val-every steps.")] = None,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
     name: Annotated[Optional[str], typer.Option(help="Register the result as this model when done.")] = None,
@@ -412,7 +421,7 @@ def train(
     Under `torchrun --nproc_per_node N` it trains with N processes (one per GPU, or sharing the CPU).
     """
     from codec.export import check_name
-    from codec.train import TrainConfig, is_main_process, train as run_training
+    from codec.train import TrainConfig, is_main_process, train as run_training, trains_in_bfloat16, training_device
 
     from codec.models.architectures import ARCHITECTURES, build_model, is_variable_rate
     from codec.models.layers import HYPER_ATTENTION
@@ -457,10 +466,11 @@ def train(
                          f"{arch} trains every rate at once (its anchors' λs): give no --lmbda")
     if minutes is not None and not minutes > 0:
         raise CodecError(f"--minutes must be positive (got {minutes:g})")
+    training_device(device), trains_in_bfloat16(precision)  # an unknown value, or CUDA where there is none: refused now
     config = TrainConfig(
         data=str(data), lmbda=None if variable_rate else lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
         metric=metric, steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
-        minutes=minutes,
+        minutes=minutes, device=device, precision=precision,
     )
     try:  # what the model checks itself: the hyperprior's blocks, SGE's groups (which must divide the channels)
         multiple = build_model(arch, **config.model_config()).downsampling
@@ -550,6 +560,8 @@ def evaluate(
     out_dir: Annotated[Path, typer.Option(
         "-o", "--output", "--out", help="Output folder: rows.csv, curves.json, bd-rate.md, rd.png, cache/.")] = Path("eval"),
     jobs: Annotated[int, typer.Option(help="Worker processes for the baselines (our models run in the main process).")] = 2,
+    effort: Annotated[Optional[int], typer.Option(
+        "--effort", "-e", help="Encoder effort of the variable-rate models, 0-9 (default: compress's).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the report in an output folder that holds one.")] = False,
 ):
     """Rate-distortion of our models and Pillow's codecs on a folder of images; resumable, cached in OUT/cache."""
@@ -562,13 +574,15 @@ def evaluate(
     cards = report.select_models(models)
     if not force and any((out_dir / name).exists() for name in report.REPORT_FILES):
         raise CodecError(f"{out_dir}: already holds a report (use --force to overwrite it)")
-    tasks = report.plan(folder, cards, codecs)
+    tasks = report.plan(folder, cards, codecs, effort=effort)
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         bar = progress.add_task("eval", total=len(tasks))
         rows = report.run(tasks, out_dir / "cache", jobs=jobs, advance=lambda: progress.advance(bar))
     curves = report.curves(rows)
     title = f"{folder.resolve().name} ({len({row['image'] for row in rows})} images)"
+    if any(card.variable_rate for card in cards):
+        title += f", effort {tasks[0].effort if effort is None else effort}"
     written = report.write_outputs(out_dir, rows, curves, title, kodak=report.is_kodak(folder))
 
     table = Table("codec", "setting", "images", "bpp", "PSNR", "MS-SSIM", "MS-SSIM dB", "encode s", "decode s", box=None)

@@ -1,6 +1,7 @@
 """compress(image) -> bytes and decompress(bytes) -> image: the whole codec in two calls.
 
     data = codec.compress("photo.png", quality=40)   # 0-100, any value; higher: more bits, better
+    data = codec.compress("photo.png", quality=40, effort=9)  # 0-9: a slower encoder, smaller files, the same decoder
     image = codec.decompress(data)
     result = codec.compress_to_target("photo.png", psnr=32.0)  # or bpp=0.5
 
@@ -22,7 +23,7 @@ from codec.bitstream import MAX_QUALITY, Bitstream
 from codec.errors import BitstreamError, CodecError, ModelError
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import bits_per_pixel, psnr as psnr_of
-from codec.models import coding
+from codec.models import coding, refine
 from codec.models.registry import ModelCard, default_card, get_card, load_model
 
 
@@ -38,6 +39,18 @@ def _hundredths(quality) -> int:
 def rate_position(net, hundredths: int) -> float:
     """A variable-rate model's rate position for a quality: 0-100 onto its anchors, linearly."""
     return hundredths * (net.anchors - 1) / MAX_QUALITY
+
+
+def _effort(effort, card: ModelCard) -> int:
+    """An effort level, checked: an integer from 0 to 9; above 0, for a variable-rate MSE model only.
+    None: refine.DEFAULT_EFFORT, or 0 for a model without a search."""
+    if effort is None:
+        return refine.DEFAULT_EFFORT if card.variable_rate and card.metric == "mse" else 0
+    if refine.check_effort(effort) and not card.variable_rate:
+        raise ModelError(f"model {card.name} codes at one rate: it has no search of its latents (give effort 0)")
+    if effort and card.metric != "mse":
+        raise ModelError(f"model {card.name} was trained for {card.metric}: its latents are searched for MSE only (give effort 0)")
+    return effort
 
 
 def _chosen(quality, model: str | None) -> tuple[ModelCard, int | None]:
@@ -65,24 +78,34 @@ def _targeted(bpp: float | None, psnr: float | None, model: str | None) -> Model
 
 
 def check_options(quality: float | None = None, model: str | None = None, bpp: float | None = None,
-                  psnr: float | None = None) -> None:
+                  psnr: float | None = None, effort: int | None = None) -> None:
     """Raise the error that compress (or, given a target, compress_to_target) would raise for these
     options, before any image is read: a batch then reports a bad option once, not once per file."""
     if bpp is None and psnr is None:
-        _chosen(quality, model)
+        card, _ = _chosen(quality, model)
     else:
-        _targeted(bpp, psnr, model)
+        card = _targeted(bpp, psnr, model)
+    _effort(effort, card)
 
 
-def compress(image: str | Path | Image.Image, quality: float | None = None, model: str | None = None) -> bytes:
+def compress(image: str | Path | Image.Image, quality: float | None = None, model: str | None = None,
+             effort: int | None = None) -> bytes:
     """Code an image (a path or a PIL image) at a quality from 0 to 100 (default: the default
-    model's), with the default model or a named one (a one-rate model takes no quality)."""
+    model's), with the default model or a named one (a one-rate model takes no quality), searching
+    its latents harder at a higher effort (0-9; default refine.DEFAULT_EFFORT, 0 for a one-rate
+    model): a slower encoder, the same decoder."""
     card, hundredths = _chosen(quality, model)
+    effort = _effort(effort, card)
     image = open_image(image)
     net = load_model(card)
     with bounded_heap(image.width * image.height > coding.WHOLE_PIXELS), torch.inference_mode():
         x = to_tensor(image, net.downsampling)
-        strings = net.compress(x) if hundredths is None else net.compress(x, rate_position(net, hundredths))
+        if hundredths is None:
+            strings = net.compress(x)
+        elif effort == 0:
+            strings = net.compress(x, rate_position(net, hundredths))
+        else:
+            strings = refine.refined_streams(net, x, image.height, image.width, rate_position(net, hundredths), effort)
     return Bitstream(card.name, card.weights_hash, image.width, image.height, image.mode, tuple(strings), hundredths).to_bytes()
 
 
@@ -134,19 +157,21 @@ PSNR_STEP = 25  # hundredths: a PSNR target's search ends within a quarter of a 
 
 
 def compress_to_target(image: str | Path | Image.Image, bpp: float | None = None, psnr: float | None = None,
-                       model: str | None = None) -> Targeted:
+                       model: str | None = None, effort: int | None = None) -> Targeted:
     """Code at the quality that best meets one target, with the default model or a named
     variable-rate one: the most bits within `bpp` (stopping within 2 % of it), or the fewest bits
     that reach `psnr` dB (to a quarter of a quality unit). A bisection over the quality, whose bits
     and PSNR grow with it; each probe is a real coding, and a decoding for a PSNR target. When none
-    meets it, the nearest end: quality 0 for a bpp target, 100 for a PSNR one."""
+    meets it, the nearest end: quality 0 for a bpp target, 100 for a PSNR one. Every probe codes at
+    `effort` (see compress)."""
     card = _targeted(bpp, psnr, model)
+    effort = _effort(effort, card)
     image = open_image(image)
     probes: dict[int, Targeted] = {}
 
     def probe(hundredths: int) -> Targeted:
         if hundredths not in probes:
-            data = compress(image, quality=hundredths / 100, model=card.name)
+            data = compress(image, quality=hundredths / 100, model=card.name, effort=effort)
             rate = bits_per_pixel(len(data), image)
             if bpp is not None:
                 probes[hundredths] = Targeted(data, hundredths / 100, rate, None, rate <= bpp)

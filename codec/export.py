@@ -57,6 +57,8 @@ def training_command(config: TrainConfig) -> str:
         f"--batch-size {config.batch_size} --crop {config.crop} --lr {config.lr} --warmup {config.warmup} "
         f"--decay-fraction {config.decay_fraction} --ema {config.ema} " + ("--ste" if config.ste else "--no-ste")
         + (f" --init {config.init}" if config.init else "")
+        + (f" --minutes {config.minutes:g}" if config.minutes else "")
+        + (f" --precision {config.precision}" if config.precision != "float32" else "")
     )
 
 

@@ -35,6 +35,7 @@ from codec.fileio import image_files, write_bytes_atomic
 from codec.image import open_image
 from codec.parallel import in_processes
 from codec.metrics import ms_ssim_db
+from codec.models import refine
 from codec.models.registry import ModelCard, default_card, get_card, load_model
 
 MODEL_CODEC = "lic"  # the curve of our one-rate models, one point per model; a variable-rate one has its own
@@ -53,6 +54,7 @@ class Task:
     image: str  # the image's path relative to the dataset folder
     path: Path
     key: str  # the cache key: a hash of everything the result depends on
+    effort: int | None = None  # a variable-rate model's encoder effort
 
 
 def select_models(text: str | None) -> list[ModelCard]:
@@ -69,19 +71,21 @@ def is_kodak(folder: Path) -> bool:
 
 
 def plan(folder: Path, models: list[ModelCard], codecs: list[str],
-         settings: dict[str, list[int]] | None = None) -> list[Task]:
-    """Every (codec, setting, image) to measure; `settings` replaces a baseline's sweep (for tests)."""
+         settings: dict[str, list[int]] | None = None, effort: int | None = None) -> list[Task]:
+    """Every (codec, setting, image) to measure; `settings` replaces a baseline's sweep (for tests);
+    `effort`: the variable-rate models' encoder effort (None: compress's default)."""
     if not models and not codecs:
         raise CodecError("nothing to evaluate: no models and no baselines")
     folder = Path(folder)
     if not folder.is_dir():
         raise CodecError(f"{folder}: no such dataset folder (`codec fetch kodak` downloads Kodak)")
+    effort = refine.check_effort(refine.DEFAULT_EFFORT if effort is None else effort)
     images = [(path.relative_to(folder).as_posix(), path) for path in image_files(folder)]
     hashes = {path: hashlib.sha256(path.read_bytes()).hexdigest() for _, path in images}
     points = []
     for card in models:
         if card.variable_rate:
-            points += [(card.name, quality, f"model sha256 {card.sha256}") for quality in QUALITIES]
+            points += [(card.name, quality, f"model sha256 {card.sha256} effort {effort}") for quality in QUALITIES]
         else:
             points.append((MODEL_CODEC, card.name, f"model sha256 {card.sha256}"))
     for codec in codecs:
@@ -91,7 +95,7 @@ def plan(folder: Path, models: list[ModelCard], codecs: list[str],
     for codec, setting, signature in points:
         for name, path in images:
             key = hashlib.sha256(json.dumps([codec, setting, signature, hashes[path]]).encode()).hexdigest()[:32]
-            tasks.append(Task(codec, setting, name, path, key))
+            tasks.append(Task(codec, setting, name, path, key, effort if is_ours(codec) and codec != MODEL_CODEC else None))
     return tasks
 
 
@@ -145,7 +149,8 @@ def is_ours(codec: str) -> bool:
 def _measure_model(task: Task) -> dict:
     name, quality = (task.setting, None) if task.codec == MODEL_CODEC else (task.codec, task.setting)
     load_model(get_card(name))  # loading the weights is not part of the encode time
-    return measure_coded(open_image(task.path), lambda image: compress(image, quality=quality, model=name), decompress)
+    return measure_coded(open_image(task.path), lambda image: compress(image, quality=quality, model=name, effort=task.effort),
+                         decompress)
 
 
 def _cache_path(cache: Path, task: Task) -> Path:

@@ -61,6 +61,8 @@ class TrainConfig:
     threads: int = 2  # shared among the processes
     init: str | None = None  # a registered model to start from (fine-tuning a new rate point)
     minutes: float | None = None  # a budget of training time: the run ends at it or at `steps`, whichever comes first
+    device: str = "auto"  # cpu, cuda, or auto: CUDA where there is one
+    precision: str = "float32"  # g_a's and g_s's arithmetic: float32 or bfloat16 (autocast); see trains_in_bfloat16
 
     def model_config(self) -> dict:
         config = {"N": self.N, "M": self.M}
@@ -70,17 +72,18 @@ class TrainConfig:
 
 
 class CropSampler:
-    """Random crops from images held in memory as uint8, picked in proportion to their area, so the
-    two cores never wait on JPEG decoding."""
+    """Random crops from images held as uint8 on the training device, picked in proportion to their
+    area: no JPEG decoding and no host-to-device copy per step. The picks are drawn on the host's
+    generator, so a step asks nothing back of a GPU."""
 
-    def __init__(self, folder: str | Path, crop: int):
+    def __init__(self, folder: str | Path, crop: int, device: torch.device = torch.device("cpu")):
         self.crop = crop
         self.images = []
         for path in image_files(folder):
             with Image.open(path) as image:
                 array = np.asarray(image.convert("RGB"))
             if min(array.shape[:2]) >= crop:
-                self.images.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
+                self.images.append(torch.from_numpy(array.copy()).permute(2, 0, 1).to(device))
         if not self.images:
             raise CodecError(f"{folder}: no image is at least {crop}x{crop}")
         areas = torch.tensor([im.shape[1] * im.shape[2] for im in self.images], dtype=torch.float64)
@@ -251,21 +254,44 @@ def subnormals_flushed():
         torch.set_flush_denormal(False)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("float32", "bfloat16")
+
+
+def training_device(choice: str) -> torch.device:
+    """The device `--device` names: cpu, cuda (refused where there is none), or auto (CUDA if any)."""
+    if choice not in DEVICES:
+        raise CodecError(f"unknown --device {choice!r} (choose from {', '.join(DEVICES)})")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise CodecError("--device cuda: this machine has no CUDA device that torch can use")
+    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def trains_in_bfloat16(precision: str) -> bool:
+    """Whether g_a and g_s train under bfloat16 autocast (the hyperprior, the entropy models and
+    the likelihoods stay float32). Not the default: on a CPU with AVX512-BF16 it took 1.26x the
+    steps per minute, but fine-tuning `vr1` for 8 minutes each it ended 0.06 dB lower at the middle
+    anchor and 0.15 dB at the highest (docs/training.md); where bfloat16 is emulated it is slower."""
+    if precision not in PRECISIONS:
+        raise CodecError(f"unknown --precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    return precision == "bfloat16"
+
+
 @contextlib.contextmanager
-def processes():
+def processes(device_choice: str = "auto"):
     """Yield (rank, world_size, device). Under torchrun (which sets WORLD_SIZE, RANK and LOCAL_RANK)
     join its process group, gloo on the CPU or nccl with one GPU per process, and leave it at the end."""
-    if torch.cuda.is_available():
-        # TensorFloat-32 convolutions and products: several times float32's speed on the GPUs that
-        # have it; the entropy models' likelihoods are elementwise and stay float32.
+    device = training_device(device_choice)
+    if device.type == "cuda":
+        # TensorFloat-32 convolutions and products (those outside a bfloat16 autocast); the entropy
+        # models' likelihoods are elementwise and stay float32.
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True  # fixed crop sizes: the fastest algorithms, chosen once
     if "WORLD_SIZE" not in os.environ:
-        yield 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        yield 0, 1, device
         return
     rank, world_size, local_rank = (int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
-    device = torch.device("cpu")
-    if torch.cuda.is_available():
+    if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise CodecError(f"more processes per node than the {torch.cuda.device_count()} GPUs")
         device = torch.device("cuda", local_rank)
@@ -282,10 +308,10 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def rng_states(generator: torch.Generator) -> list[dict]:
+def rng_states(generator: torch.Generator, device: torch.device) -> list[dict]:
     """Every rank's random state (its crops and its quantization noise), for an exact resume."""
     state = {"generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
-    if torch.cuda.is_available():  # the quantization noise is drawn on the GPU
+    if device.type == "cuda":  # the quantization noise is drawn on the GPU
         state["cuda_rng"] = torch.cuda.get_rng_state()
     if not dist.is_initialized():
         return [state]
@@ -326,10 +352,11 @@ class Trainer:
         torch.manual_seed(config.seed + rank)
         self.model = build_model(config.arch, **config.model_config()).to(device)
         self.model.synthesis_sees_rounding = config.ste
+        self.model.training_in_bfloat16 = trains_in_bfloat16(config.precision)
         self.optimizers = make_optimizers(self.model, config)
         self.average = self.new_average()
         self.generator = torch.Generator().manual_seed(config.seed + rank)
-        self.sampler = CropSampler(config.data, config.crop)
+        self.sampler = CropSampler(config.data, config.crop, device)
         self.step_count = 0
         self.skipped = 0  # batches skipped in a row for non-finite gradients
         # The quantiles never reach the RD loss (training adds noise rather than subtracting their
@@ -368,7 +395,9 @@ class Trainer:
 
     def step(self, x: torch.Tensor | None = None, progress: float | None = None) -> dict:
         """One step on a fresh batch (or on `x`), `progress` through the run (see learning_rate);
-        returns its loss, bpp, PSNR (of the noisy forward) and aux loss."""
+        returns its loss, bpp, PSNR (of the noisy forward) and aux loss as tensors on the device (read
+        them only when reporting: reading one waits for the GPU). The finiteness checks of the
+        gradient and of the aux loss are the step's only waits."""
         config, (main, aux) = self.config, self.optimizers
         self.lr = learning_rate(config, self.step_count, progress)
         for group in main.param_groups:
@@ -402,7 +431,7 @@ class Trainer:
         if self.average is not None:
             self.average.update_parameters(self.model)
         self.step_count += 1
-        return {"loss": loss.item(), "bpp": bpp.item(), "psnr": -10 * math.log10(mse.item()), "aux": aux_loss.item()}
+        return {"loss": loss.detach(), "bpp": bpp.detach(), "psnr": -10 * mse.detach().log10(), "aux": aux_loss.detach()}
 
     def result(self) -> torch.nn.Module:
         """The weights to validate and ship: the moving average when there is one."""
@@ -429,7 +458,8 @@ class Trainer:
                 self.average.n_averaged.copy_(state["average"]["n_averaged"])
 
 
-RESUME_CHANGES = ("steps", "minutes", "data", "threads")  # what a resumed run takes from its new command
+# What a resumed run takes from its new command: its length, and where and how fast it runs.
+RESUME_CHANGES = ("steps", "minutes", "data", "threads", "device", "precision")
 
 
 def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every: int = 1000,
@@ -440,7 +470,7 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
     Under torchrun every rank trains and only rank 0 reports, logs and checkpoints. `asked`: the
     fields of `config` the user set, of which a resume names those it ignores.
     """
-    with processes() as (rank, world_size, device), subnormals_flushed():
+    with processes(config.device) as (rank, world_size, device), subnormals_flushed():
         out = Path(out)
         resumed = Checkpoint.load(out) if out.exists() else None
         if resumed is not None:
@@ -452,7 +482,7 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
             saved = Checkpoint.config(resumed)
             ignored = [f"--{name.replace('_', '-')} {getattr(config, name)} (it has {getattr(saved, name)})"
                        for name in asked if name not in RESUME_CHANGES and getattr(config, name) != getattr(saved, name)]
-            # A resumed run keeps its recipe; only the length, the data path and the threads may change.
+            # A resumed run keeps its recipe; only RESUME_CHANGES may change.
             config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUME_CHANGES})
             before, after = learning_rate(saved, resumed["step"]), learning_rate(config, resumed["step"])
         torch.set_num_threads(max(1, config.threads // world_size))
@@ -465,7 +495,7 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
             if rank < len(saved_rng):
                 trainer.generator.set_state(saved_rng[rank]["generator"])
                 torch.set_rng_state(saved_rng[rank]["torch_rng"])
-                if "cuda_rng" in saved_rng[rank] and torch.cuda.is_available():
+                if "cuda_rng" in saved_rng[rank] and device.type == "cuda":
                     torch.cuda.set_rng_state(saved_rng[rank]["cuda_rng"])
             trainer.step_count, elapsed = resumed["step"], resumed["elapsed"]
             if rank == 0:
@@ -500,8 +530,8 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
                 window[key].append(measured[key])
             metrics = None
             if step % 50 == 0 or finished:
-                metrics = mean_over_ranks({k: float(np.mean(v)) for k, v in window.items()}, device)
-                metrics.update(lr=trainer.lr, aux=measured["aux"])
+                metrics = mean_over_ranks({k: float(torch.stack(v).mean()) for k, v in window.items()}, device)
+                metrics.update(lr=trainer.lr, aux=float(measured["aux"]))
                 window = {k: [] for k in window}
             if val_images and (step % val_every == 0 or finished):
                 metrics = {**(metrics or {}), **validate(trainer.result(), val_images)}
@@ -512,7 +542,7 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
                         log.write(json.dumps({"step": step, "seconds": round(elapsed, 1), **metrics}) + "\n")
                 report(step, metrics)
             if finished or rank0_decides(time.monotonic() - last_checkpoint >= checkpoint_seconds, device):
-                rng = rng_states(trainer.generator)
+                rng = rng_states(trainer.generator, device)
                 if rank == 0:
                     Checkpoint.save(out, trainer.state(), config, step, elapsed, rng)
                 last_checkpoint = time.monotonic()
@@ -531,7 +561,7 @@ def load_validation(paths: list[Path], multiple: int, device: torch.device) -> l
 def hardware() -> str:
     """What trained the model, for its manifest: the GPUs, or the CPU model and the threads used."""
     processes = dist.get_world_size() if dist.is_initialized() else 1
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():  # the run trains there (not merely on a machine that has one: --device cpu)
         name = torch.cuda.get_device_name(0)
         return name if processes == 1 else f"{processes} x {name}"
     cpu = platform.machine()

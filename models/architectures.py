@@ -92,6 +92,10 @@ class FactorizedPrior(CompressionModel):
     # straight-through gradient, the latent it gets when coding, instead of y plus uniform noise;
     # the rate term keeps the noise.
     synthesis_sees_rounding = False
+    # Training (and the encoder's search of the latents, models/refine.py): g_a and g_s run under
+    # bfloat16 autocast when this is set; the hyperprior, the entropy models and the likelihoods
+    # stay float32.
+    training_in_bfloat16 = False
 
     def __init__(self, N: int = 128, M: int = 192):
         super().__init__()
@@ -103,13 +107,15 @@ class FactorizedPrior(CompressionModel):
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """g_a; in eval (coding) in its coding form, in tiles on large images (models/coding.py)."""
         if self.training:
-            return self.g_a(x)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.training_in_bfloat16):
+                return self.g_a(x).float()
         return coding.tiled_analysis(self.g_a, x, self.g_a_stride)
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
         """g_s; in eval (coding) in its coding form, in tiles on large images (models/coding.py)."""
         if self.training:
-            return self.g_s(y_hat)
+            with torch.autocast(y_hat.device.type, dtype=torch.bfloat16, enabled=self.training_in_bfloat16):
+                return self.g_s(y_hat).float()
         return coding.tiled_synthesis(self.g_s, y_hat, self.g_a_stride)
 
     def forward(self, x: torch.Tensor) -> dict:
@@ -321,10 +327,15 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         return gain, inverse_gain
 
     def compress(self, x: torch.Tensor, position: float) -> list[bytes]:
-        gain, _ = self.coding_gains(position)
+        self.check_position(position)
         y = self.analysis(x)
         del x
-        z = self.hyper_analysis(y)
+        return self.compress_latents(y, self.hyper_analysis(y), position)
+
+    def compress_latents(self, y: torch.Tensor, z: torch.Tensor, position: float) -> list[bytes]:
+        """The streams of given latents: those of g_a and h_a, or ones refined for the image
+        (models/refine.py); the decoder cannot tell."""
+        gain, _ = self.coding_gains(position)
         z_string = self.code_z(z)
         scales, means = self.gaussian_params(self.decode_z(z_string, z.shape[-2:]))
         indexes = self.scale_indexes(scales.double() * gain)

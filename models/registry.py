@@ -22,7 +22,7 @@ from codec.fileio import write_bytes_atomic
 from codec.models.architectures import build_model, is_variable_rate
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "vr1"
+DEFAULT_MODEL = "vr2"
 
 
 def user_dir() -> Path:
@@ -112,10 +112,13 @@ def _load_weights(card: ModelCard) -> torch.nn.Module:
         raise ModelError(f"model {card.name}: cannot read weights {card.weights_path} ({error.strerror})")
     if hashlib.sha256(data).hexdigest() != card.sha256:
         raise ModelError(f"model {card.name}: weights file does not match its manifest's sha256")
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    model = build_model(card.arch, **card.config)
-    model.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
-    return model.eval()
+    # Ordinary tensors even when the first load happens under a caller's inference mode, and no
+    # gradients of the weights: the encoder's search (models/refine.py) differentiates only the latents.
+    with torch.inference_mode(False):
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        model = build_model(card.arch, **card.config)
+        model.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
+    return model.requires_grad_(False).eval()
 
 
 def compact_state(model: torch.nn.Module) -> dict:

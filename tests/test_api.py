@@ -11,6 +11,7 @@ from PIL import Image
 
 import codec
 from codec.image import open_image, to_image, to_tensor
+from codec.models import coding
 from codec.models.registry import load_model, save_model, user_dir
 from tests.conftest import SMALL, natural_image, small_model
 
@@ -173,10 +174,11 @@ def test_unknown_model(codec_home):
 
 def test_variable_rate_decodes_near_the_quantized_forward_pass(tiny_variable_model):
     """At a fractional quality: coding takes its gains from the float64 table, the forward pass
-    from the float32 parameters, so a rare symbol may round the other way; the pixels agree."""
+    from the float32 parameters, so a rare symbol may round the other way; the pixels agree. (Effort
+    0: g_a's latents as they are, which the forward pass codes.)"""
     image = natural_image(75, 40)
     model = load_model(tiny_variable_model)
-    data = codec.compress(image, quality=37.5, model="tinyvr")
+    data = codec.compress(image, quality=37.5, model="tinyvr", effort=0)
     assert codec.bitstream.Bitstream.from_bytes(data).quality == 3750
     with torch.inference_mode():
         position = torch.tensor([0.375 * (model.anchors - 1)])
@@ -233,22 +235,94 @@ def test_compress_to_target_searches_the_quality():
     from codec.metrics import bits_per_pixel, psnr
 
     image = natural_image(128, 96, seed=5)
-    low, high = (bits_per_pixel(len(codec.compress(image, quality=q)), image) for q in (0, 100))
+    low, high = (bits_per_pixel(len(codec.compress(image, quality=q, effort=0)), image) for q in (0, 100))
     target = (low + high) / 2
-    by_rate = compress_to_target(image, bpp=target)
+    by_rate = compress_to_target(image, bpp=target, effort=0)
     assert by_rate.met and 0.98 * target <= by_rate.bpp <= target
-    assert by_rate.data == codec.compress(image, quality=by_rate.quality)
-    reached = [psnr(image, codec.decompress(codec.compress(image, quality=q))) for q in (0, 100)]
+    assert by_rate.data == codec.compress(image, quality=by_rate.quality, effort=0)
+    reached = [psnr(image, codec.decompress(codec.compress(image, quality=q, effort=0))) for q in (0, 100)]
     goal = (reached[0] + reached[1]) / 2
-    by_quality = compress_to_target(image, psnr=goal)
+    by_quality = compress_to_target(image, psnr=goal, effort=0)
     assert by_quality.met and by_quality.psnr >= goal
-    below = codec.compress(image, quality=by_quality.quality - 0.25)
-    assert psnr(image, codec.decompress(below)) < goal
-    assert compress_to_target(image, bpp=1e-4)[1:] == (0.0, low, None, False)
-    assert compress_to_target(image, psnr=99)[1:3] == (100.0, high)
-    assert not compress_to_target(image, psnr=99).met
+    below = codec.compress(image, quality=by_quality.quality - 0.25, effort=0)
+    # Where coding runs partly in bfloat16 (models/coding.py), PSNR climbs with the quality only to
+    # about 0.02 dB: a quarter of a unit below may tie.
+    assert psnr(image, codec.decompress(below)) < goal + (0.02 if coding.DTYPE == torch.bfloat16 else 0)
+    assert compress_to_target(image, bpp=1e-4, effort=0)[1:] == (0.0, low, None, False)
+    assert compress_to_target(image, psnr=99, effort=0)[1:3] == (100.0, high)
+    assert not compress_to_target(image, psnr=99, effort=0).met
     assert "bytes" in repr(by_rate) and len(repr(by_rate)) < 100
     with pytest.raises(codec.CodecError):
         compress_to_target(image)
     with pytest.raises(codec.CodecError, match="positive number"):
         compress_to_target(image, bpp=float("nan"))
+
+
+def real_cost(image, data, quality, model) -> float:
+    """R + λ·255²·MSE of a file as coded: its bytes and its decoded pixels, λ of its quality."""
+    from codec.api import rate_position
+    from codec.metrics import bits_per_pixel
+
+    net = load_model(model)
+    lmbda = float(net.lambdas(torch.tensor([rate_position(net, round(quality * 100))])))
+    decoded = np.asarray(codec.decompress(data)).astype(float)
+    mse = np.mean((decoded - np.asarray(image).astype(float)) ** 2)
+    return bits_per_pixel(len(data), image) + lmbda * mse
+
+
+@pytest.mark.parametrize("effort", range(10))
+def test_every_effort_round_trips_and_never_costs_more(tiny_variable_model, effort):
+    image = natural_image(96, 64)
+    plain = codec.compress(image, quality=45, model="tinyvr", effort=0)
+    data = codec.compress(image, quality=45, model="tinyvr", effort=effort)
+    decoded = codec.decompress(data)
+    assert decoded.size == image.size
+    assert real_cost(image, data, 45, tiny_variable_model) <= real_cost(image, plain, 45, tiny_variable_model)
+
+
+def test_the_search_lowers_the_cost_and_is_deterministic(tiny_variable_model):
+    image = natural_image(128, 128, seed=3)
+    plain = codec.compress(image, quality=60, model="tinyvr", effort=0)
+    searched = codec.compress(image, quality=60, model="tinyvr", effort=9)
+    assert real_cost(image, searched, 60, tiny_variable_model) < real_cost(image, plain, 60, tiny_variable_model)
+    assert codec.compress(image, quality=60, model="tinyvr", effort=9) == searched
+
+
+def test_large_images_are_searched_tile_by_tile(tiny_variable_model, monkeypatch):
+    """Above SEARCH_WHOLE_PIXELS the search runs on tiles (here of 4 latents: 2x2 tiles of a
+    128x128 image), each within a ring of its neighbours that it leaves as they are; every tile's
+    latents move, the file decodes, and it costs less than effort 0's."""
+    from codec.models import refine
+
+    monkeypatch.setattr(refine, "SEARCH_WHOLE_PIXELS", 64 * 64)
+    monkeypatch.setattr(refine, "SEARCH_TILE", 4)
+    windows = []
+    search = refine.search
+
+    def spy(window, *args):
+        before = window.scaled_y.clone(), window.z.clone()
+        search(window, *args)
+        moved = (window.scaled_y != before[0]).any(dim=1)[0]
+        windows.append((tuple(window.x.shape[-2:]), bool(moved[window.searched_y].any()), bool(moved[~window.searched_y].any()),
+                        torch.equal(window.z[..., ~window.searched_z], before[1][..., ~window.searched_z])))
+
+    monkeypatch.setattr(refine, "search", spy)
+    image = natural_image(128, 128, seed=4)
+    plain = codec.compress(image, quality=60, model="tinyvr", effort=0)
+    data = codec.compress(image, quality=60, model="tinyvr", effort=9)
+    assert windows == [((64, 64), True, False, True)] * 4
+    assert codec.decompress(data).size == image.size
+    assert real_cost(image, data, 60, tiny_variable_model) < real_cost(image, plain, 60, tiny_variable_model)
+
+
+@pytest.mark.parametrize("effort, message", [(10, "from 0 to 9"), (-1, "from 0 to 9"), (2.5, "an integer"), (True, "an integer")])
+def test_bad_efforts(tiny_variable_model, effort, message):
+    with pytest.raises(codec.CodecError, match=message):
+        codec.compress(natural_image(8, 8), model="tinyvr", effort=effort)
+
+
+def test_a_one_rate_model_has_no_search(tiny_model):
+    image = natural_image(32, 32)
+    assert codec.compress(image, model="tiny") == codec.compress(image, model="tiny", effort=0)
+    with pytest.raises(codec.ModelError, match="no search of its latents"):
+        codec.compress(image, model="tiny", effort=3)

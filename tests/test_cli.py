@@ -148,9 +148,19 @@ def test_train_errors(codec_home, tmp_path):
                           "--hyper-block 6: hyper_block must be 0 or a positive multiple of 4")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--hyper-block", 8, "--crop", 64), "multiple of 128")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--ema", 1), "--ema must be")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--device", "tpu"), "unknown --device 'tpu'")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--precision", "fp16"), "unknown --precision 'fp16'")
+    assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out, "--minutes", 0), "--minutes must be positive")
     out.write_text("not a checkpoint")
     (tmp_path / "im.png").write_bytes(b"")
     assert_one_line_error(run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", out), "not a readable training checkpoint")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+def test_train_refuses_cuda_without_one(codec_home, tmp_path):
+    result = run("train", "--data", tmp_path, "--lmbda", 0.01, "--out", tmp_path / "run.ckpt", "--device", "cuda")
+    assert_one_line_error(result, "--device cuda: this machine has no CUDA device")
+    assert not (tmp_path / "run.ckpt").exists()
 
 
 def test_conversions_are_noted(tiny_model, tmp_path):
@@ -209,10 +219,13 @@ def test_target_options_report_the_chosen_quality(image_file):
     (("--target-bpp", "nan"), "must be a positive number"),
     (("-q", 101), "from 0 to 100"),
     (("-q", "nan"), "a number from 0 to 100"),
-    (("-q", 30, "--model", "msh2-q3"), "codes at one rate"),
+    (("-q", 30, "--model", "tiny"), "codes at one rate"),
+    (("--effort", 10), "effort must be an integer from 0 to 9"),
+    (("--effort", -1), "effort must be an integer from 0 to 9"),
+    (("--effort", 1, "--model", "tiny"), "no search of its latents"),
     (("--jobs", 0), "--jobs must be at least 1"),
 ])
-def test_bad_rate_choices(image_file, args, fragment):
+def test_bad_rate_choices(tiny_model, image_file, args, fragment):
     assert_one_line_error(run("compress", image_file, *args), fragment)
     assert not image_file.with_suffix(".lic").exists()
 
@@ -374,3 +387,9 @@ def test_version():
 ])
 def test_usage_errors_are_one_line(args, fragment):
     assert_one_line_error(run(*args), fragment)
+
+
+def test_compress_help_names_the_default_effort():
+    from codec.models.refine import DEFAULT_EFFORT
+
+    assert f"default {DEFAULT_EFFORT}" in " ".join(run("compress", "--help").stdout.split())

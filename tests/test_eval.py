@@ -209,3 +209,16 @@ def test_a_variable_rate_model_is_its_own_curve(tiny_model, tiny_variable_model,
     rates = [p["bpp"] for p in sorted(curves["tinyvr"], key=lambda p: p["setting"])]
     assert rates == sorted(rates) and rates[0] < rates[-1]
     report.write_outputs(tmp_path / "out", [], curves, "test")  # the plot labels both curves
+
+
+def test_the_effort_is_part_of_a_models_point(tiny_variable_model, small_images, tmp_path, monkeypatch):
+    """eval codes at the effort asked (compress's default otherwise); each effort its own cache entry."""
+    from codec.models import refine
+
+    monkeypatch.setattr(report, "QUALITIES", (50,))
+    cards = report.select_models("tinyvr")
+    default, plain, searched = (report.plan(small_images, cards, [], effort=e) for e in (None, 0, 3))
+    assert {t.effort for t in default} == {refine.DEFAULT_EFFORT} and {t.effort for t in searched} == {3}
+    assert not {t.key for t in searched} & {t.key for t in plain}
+    with pytest.raises(CodecError, match="effort must be an integer from 0 to 9"):
+        report.plan(small_images, cards, [], effort=10)

@@ -13,10 +13,8 @@ from tests.conftest import image_folder
 ROOT = Path(__file__).parents[1]
 
 
-# Left out of the copy that is installed: what is not the package, and the earlier one-rate models,
-# whose 195 MB of weights would make the install most of the suite's time (they install like vr1).
-NOT_INSTALLED = shutil.ignore_patterns(".git", ".venv", ".whl", "runs", "docs", "build", "*.egg-info", "__pycache__",
-                                       "msh-q*", "msh2-q*")
+# Left out of the copy that is installed: what is not the package.
+NOT_INSTALLED = shutil.ignore_patterns(".git", ".venv", ".whl", "runs", "docs", "build", "*.egg-info", "__pycache__")
 
 
 @pytest.fixture(scope="module")

@@ -213,3 +213,29 @@ def test_a_longer_resume_says_where_the_learning_rate_goes(dataset, tmp_path):
     notices = []
     train(config(dataset, 4, ema=0.0), out, report=lambda *a: None, notice=notices.append)
     assert any("moves the learning rate from 5e-05 to 0.000525" in notice for notice in notices), notices
+
+
+def test_bfloat16_training_runs_the_transforms_in_bfloat16_and_the_entropy_models_in_float32(dataset):
+    """--precision bfloat16: g_a's and g_s's convolutions compute in bfloat16 (autocast), h_a's,
+    h_s's and the likelihoods in float32; the step is the CPU path a GPU takes too."""
+    from codec.train import Trainer
+
+    trainer = Trainer(config(dataset, 10, precision="bfloat16"))
+    seen = {}
+    for name in ("g_a", "g_s", "h_a", "h_s"):
+        first = next(m for m in getattr(trainer.model, name).modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)))
+        first.register_forward_hook(lambda module, inputs, output, name=name: seen.update({name: output.dtype}))
+    measured = trainer.step()
+    assert seen == {"g_a": torch.bfloat16, "g_s": torch.bfloat16, "h_a": torch.float32, "h_s": torch.float32}
+    assert all(math.isfinite(float(value)) for value in measured.values())
+    assert Trainer(config(dataset, 10)).model.training_in_bfloat16 is False  # float32 unless asked
+
+
+def test_unknown_device_and_precision_are_refused():
+    from codec.train import trains_in_bfloat16, training_device
+
+    with pytest.raises(CodecError, match="unknown --device"):
+        training_device("gpu")
+    with pytest.raises(CodecError, match="unknown --precision"):
+        trains_in_bfloat16("fp16")
+    assert training_device("cpu") == torch.device("cpu")

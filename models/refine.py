@@ -1,0 +1,195 @@
+"""Encoder-side search of the latents (`--effort`): the decoder and the file format do not change.
+
+g_a and h_a give one amortized guess of an image's latents. At effort E > 0 the encoder then lowers
+that image's own rate-distortion cost R + λ·255²·MSE (λ of its quality: the loss the model trained
+on) by gradient steps on y and z through the real decoder's transforms and entropy models, after
+Yang, Bamler and Mandt 2020 ("Improving Inference for Neural Image Compression"): the rounding of
+y's and z's symbols is stochastic Gumbel annealing (SGA), a soft choice between the two nearest
+integers that hardens as its temperature falls, so that the search sees the rounding it will get.
+The result is coded for real beside effort 0's latents, and the cheaper of the two in real bytes
+and decoded 8-bit pixels is kept: a refined file never costs more than the plain one.
+
+Small images are searched in one piece; larger ones tile by tile, each tile's distortion taken over
+its own pixels with a ring of its neighbours' latents (as searched so far, held fixed and rounded)
+around it, so that memory stays bounded. Only the image's own pixels count, not its padding. The
+search is seeded: the same image, quality and effort give the same file on the same machine with
+the same thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+
+from codec.errors import CodecError
+from codec.models import coding
+
+# Gradient steps at each effort level (0: g_a's and h_a's latents as they are).
+ITERATIONS = (0, 4, 8, 14, 22, 32, 46, 64, 96, 140)
+MAX_EFFORT = len(ITERATIONS) - 1
+DEFAULT_EFFORT = 0  # the amortized encoder: the search costs 8x its time at effort 1 (docs/effort.md)
+LEARNING_RATE = 0.02  # Adam on y·g and z (in units of their symbols), decayed to 10 % by a cosine
+START_TEMPERATURE, END_TEMPERATURE = 0.5, 0.05  # of SGA's rounding, falling geometrically over the steps
+# The search keeps every activation of g_s for its gradient: about 1.5 GB of peak RSS for a Kodak
+# image (0.4 megapixels) in one piece. Larger images are searched in tiles of about SEARCH_TILE
+# latents a side (384 pixels), rounded up to whole blocks of the hyperprior.
+SEARCH_WHOLE_PIXELS = 1 << 19
+SEARCH_TILE = 24
+
+
+def check_effort(effort) -> int:
+    """An effort level as given, if it is one: an integer from 0 to MAX_EFFORT."""
+    if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= MAX_EFFORT:
+        raise CodecError(f"effort must be an integer from 0 to {MAX_EFFORT} (got {effort!r})")
+    return effort
+
+
+def sga_round(values: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """Stochastic Gumbel annealing: a relaxed draw between floor and ceil of each value, likelier
+    toward the nearer one; as `temperature` falls it becomes rounding."""
+    floor = values.floor()
+    up = values - floor
+    eps = 1e-5
+    logits = torch.stack([-torch.atanh(up.clamp(-1 + eps, 1 - eps)), -torch.atanh((1 - up).clamp(-1 + eps, 1 - eps))], -1)
+    gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1 - 1e-10)))
+    weights = torch.softmax((logits / temperature + gumbel) / temperature, dim=-1)
+    return floor + weights[..., 1]
+
+
+def rounded(values: torch.Tensor, temperature: float, generator: torch.Generator, searched: torch.Tensor | None) -> torch.Tensor:
+    """SGA's rounding where the search moves the values (`searched`: a spatial mask, or None for
+    everywhere), plain rounding of the fixed neighbours, which is how they will be coded."""
+    soft = sga_round(values, temperature, generator)
+    return soft if searched is None else torch.where(searched, soft, values.detach().round())
+
+
+def z_likelihood(entropy_bottleneck, z_hat: torch.Tensor) -> torch.Tensor:
+    """The EntropyBottleneck's likelihood of each (soft-rounded) hyper-latent, with its gradient."""
+    channels_first = z_hat.transpose(0, 1).reshape(z_hat.shape[1], 1, -1)
+    likelihood, _, _ = entropy_bottleneck._likelihood(channels_first)
+    return entropy_bottleneck.likelihood_lower_bound(likelihood)
+
+
+@contextlib.contextmanager
+def training_forms(net):
+    """The model's differentiable float transforms (its training forms) for the search, g_a and g_s
+    in bfloat16 where the CPU has it (the search needs gradients, not exact values), then its coding
+    forms again."""
+    was_training, was_bfloat16 = net.training, net.training_in_bfloat16
+    net.train()
+    net.training_in_bfloat16 = coding.DTYPE == torch.bfloat16
+    try:
+        yield
+    finally:
+        net.train(was_training)
+        net.training_in_bfloat16 = was_bfloat16
+
+
+class Window:
+    """What one search works on: the latents y·g and z of a window, the pixels x that its synthesis
+    is scored against (`crop`: where they lie in g_s's output), and the masks of the latents it may
+    move (None: all of them)."""
+
+    def __init__(self, net, scaled_y, z, x, crop, searched_y=None, searched_z=None):
+        self.net, self.scaled_y, self.z, self.x, self.crop = net, scaled_y, z, x, crop
+        self.searched_y, self.searched_z = searched_y, searched_z
+
+
+def rd_cost(window: Window, gains, lmbda: float, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """R + λ·255²·MSE of the window's latents, their roundings drawn by SGA at `temperature`; R is
+    counted per pixel of the window's crop (the fixed neighbours' bits are a constant)."""
+    net, (gain, inverse_gain, medians) = window.net, gains
+    z_hat = rounded(window.z - medians, temperature, generator, window.searched_z) + medians
+    scales, means = net.gaussian_params(z_hat)
+    symbols = rounded(window.scaled_y - means * gain, temperature, generator, window.searched_y)
+    y_likelihood = net.gaussian_conditional.likelihood_lower_bound(net.gaussian_conditional._likelihood(symbols, scales * gain))
+    bits = -(torch.log2(y_likelihood).sum() + torch.log2(z_likelihood(net.entropy_bottleneck, z_hat)).sum())
+    top, left, height, width = window.crop
+    x_hat = net.synthesis(symbols * inverse_gain + means)[..., top : top + height, left : left + width]
+    return bits / (height * width) + lmbda * 255**2 * F.mse_loss(x_hat, window.x)
+
+
+def search(window: Window, gains, lmbda: float, iterations: int, generator: torch.Generator) -> None:
+    """`iterations` Adam steps on the window's SGA-rounded RD cost, in place, on the latents its
+    masks let move. y is searched as y·g, whose steps are those of its symbols at every rate (Adam's
+    steps have about the learning rate's size whatever the gradient's scale)."""
+    variables = [window.scaled_y.requires_grad_(True), window.z.requires_grad_(True)]
+    masks = [window.searched_y, window.searched_z]
+    optimizer = torch.optim.Adam(variables, lr=LEARNING_RATE)
+    for step in range(iterations):
+        progress = step / max(1, iterations - 1)
+        for group in optimizer.param_groups:
+            group["lr"] = LEARNING_RATE * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        temperature = START_TEMPERATURE * (END_TEMPERATURE / START_TEMPERATURE) ** progress
+        grads = torch.autograd.grad(rd_cost(window, gains, lmbda, temperature, generator), variables)
+        for variable, grad, mask in zip(variables, grads, masks):
+            variable.grad = grad if mask is None else grad.masked_fill(~mask, 0)  # Adam leaves alone what has no gradient
+        optimizer.step()
+    for variable in variables:
+        variable.requires_grad_(False)
+
+
+def refine(net, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, height: int, width: int, position: float,
+           effort: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The searched latents of image x (padded to the model's multiple; its true `height` and
+    `width`) at `effort`, in one piece or tile by tile."""
+    iterations = ITERATIONS[effort]
+    generator = torch.Generator().manual_seed(0)
+    stride, ratio = net.g_a_stride, net.z_stride // net.g_a_stride  # pixels a latent, latents a hyper-latent
+    block = net.hyper_block
+    with training_forms(net), torch.inference_mode(False), torch.no_grad():  # ordinary tensors, out of the caller's inference mode
+        position_tensor = torch.tensor([float(position)])
+        lmbda = float(net.lambdas(position_tensor))
+        gain, inverse_gain = (net._interpolate(table.float(), position_tensor)[:, :, None, None] for table in net.gain_table)
+        medians = net.entropy_bottleneck._get_medians().view(1, -1, 1, 1)
+        gains = (gain, inverse_gain, medians)
+        scaled_y, z, x = y * gain, z.clone(), x.clone()
+        with torch.enable_grad():
+            if x.shape[-2] * x.shape[-1] <= SEARCH_WHOLE_PIXELS:
+                search(Window(net, scaled_y, z, x[..., :height, :width], (0, 0, height, width)), gains, lmbda, iterations, generator)
+                return scaled_y / gain, z
+            if not block:
+                raise CodecError("effort above 0 on an image over half a megapixel needs a model whose hyperprior "
+                                 "works in blocks (--hyper-block); use effort 0")
+            tile = math.ceil(SEARCH_TILE / block) * block  # whole blocks, and a ring of one block around
+            rows, columns = y.shape[-2:]
+            for top in range(0, rows, tile):
+                for left in range(0, columns, tile):
+                    bottom, right = min(top + tile, rows), min(left + tile, columns)
+                    pixels = (min(bottom * stride, height) - top * stride, min(right * stride, width) - left * stride)
+                    if min(pixels) <= 0:  # a tile of padding only
+                        continue
+                    t0, l0 = max(0, top - block), max(0, left - block)
+                    t1, l1 = min(rows, bottom + block), min(columns, right + block)
+                    searched_y = torch.zeros(t1 - t0, l1 - l0, dtype=torch.bool)
+                    searched_y[top - t0 : bottom - t0, left - l0 : right - l0] = True
+                    searched_z = searched_y[::ratio, ::ratio].clone()
+                    window = Window(net, scaled_y[..., t0:t1, l0:l1].clone(), z[..., t0 // ratio : t1 // ratio, l0 // ratio : l1 // ratio].clone(),
+                                    x[..., top * stride : top * stride + pixels[0], left * stride : left * stride + pixels[1]],
+                                    ((top - t0) * stride, (left - l0) * stride, *pixels), searched_y, searched_z)
+                    search(window, gains, lmbda, iterations, generator)
+                    scaled_y[..., top:bottom, left:right] = window.scaled_y[..., top - t0 : bottom - t0, left - l0 : right - l0]
+                    z[..., top // ratio : bottom // ratio, left // ratio : right // ratio] = window.z[
+                        ..., (top - t0) // ratio : (bottom - t0) // ratio, (left - l0) // ratio : (right - l0) // ratio]
+            return scaled_y / gain, z
+
+
+def refined_streams(net, x: torch.Tensor, height: int, width: int, position: float, effort: int) -> list[bytes]:
+    """The streams of image x (padded; its true `height` and `width`) at `effort` > 0: the searched
+    latents' where they cost less than effort 0's in real bytes plus λ times the squared error of
+    the decoded 8-bit pixels, else effort 0's."""
+    y = net.analysis(x)
+    z = net.hyper_analysis(y)
+    plain = net.compress_latents(y, z, position)
+    searched = net.compress_latents(*refine(net, x, y, z, height, width, position, effort), position)
+    lmbda = float(net.lambdas(torch.tensor([float(position)])))
+    original = x[..., :height, :width].mul(255).round()
+
+    def cost(streams: list[bytes]) -> float:
+        decoded = net.decompress(streams, x.shape[-2], x.shape[-1], position)[..., :height, :width].mul(255).round()
+        return 8 * sum(map(len, streams)) / (height * width) + lmbda * float(F.mse_loss(decoded, original))
+
+    return searched if cost(searched) < cost(plain) else plain

@@ -23,20 +23,9 @@ import torch
 
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
-from codec.models.architectures import is_variable_rate
-from codec.models.registry import get_card
-from codec.train import Checkpoint, Trainer, TrainConfig, load_validation, validate
+from codec.train import Trainer, TrainConfig, init_source, load_validation, validate
 from learning_speed import apply_settings, db_per_doubling
 from race import Contender, race
-
-
-def source_config(init: str) -> dict:
-    """The architecture, its config and its lambda (None: variable-rate) of what --init names."""
-    if Path(init).is_file():
-        saved = Checkpoint.config(Checkpoint.load(Path(init)))
-        return {"arch": saved.arch, "lmbda": saved.lmbda, **saved.model_config()}
-    card = get_card(init)
-    return {"arch": card.arch, "lmbda": card.lmbda, **card.config}
 
 
 def main():
@@ -57,10 +46,9 @@ def main():
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as `codec train` does (codec.train.subnormals_flushed)
 
-    model = source_config(args.init)
-    base = TrainConfig(data=args.data, lmbda=None if is_variable_rate(model["arch"]) else model["lmbda"],
-                       crop=args.crop, lr=args.lr, decay_fraction=0.0, init=args.init, threads=args.threads,
-                       steps=10**9, **{k: v for k, v in model.items() if k in ("arch", "N", "M", "hyper_attention", "hyper_block")})
+    arch, model_config, lmbda = init_source(args.init)
+    base = TrainConfig(data=args.data, lmbda=lmbda, arch=arch, crop=args.crop, lr=args.lr, decay_fraction=0.0, init=args.init,
+                       threads=args.threads, steps=10**9, **model_config)
     contenders = []
     for variant in args.variant:
         label, _, changes = variant.partition(":")

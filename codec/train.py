@@ -271,7 +271,7 @@ def trains_in_bfloat16(precision: str) -> bool:
     """Whether g_a and g_s train under bfloat16 autocast (the hyperprior, the entropy models and
     the likelihoods stay float32). Not the default: on a CPU with AVX512-BF16 it took 1.26x the
     steps per minute, but fine-tuning `vr1` for 8 minutes each it ended 0.06 dB lower at the middle
-    anchor and 0.15 dB at the highest (docs/training.md); where bfloat16 is emulated it is slower."""
+    anchor and 0.15 dB at the highest (docs/training.md)."""
     if precision not in PRECISIONS:
         raise CodecError(f"unknown --precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     return precision == "bfloat16"
@@ -336,6 +336,16 @@ def mean_over_ranks(metrics: dict, device: torch.device) -> dict:
     values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=device)
     dist.all_reduce(values)  # a sum: gloo has no average
     return dict(zip(metrics, (values / dist.get_world_size()).tolist()))
+
+
+def init_source(init: str) -> tuple[str, dict, float | None]:
+    """The architecture, model config and lambda (None: variable-rate) of what --init names: a
+    training checkpoint's path, or a registered model."""
+    if Path(init).is_file():
+        saved = Checkpoint.config(Checkpoint.load(Path(init)))
+        return saved.arch, saved.model_config(), saved.lmbda
+    card = get_card(init)
+    return card.arch, card.config, card.lmbda
 
 
 MAX_SKIPPED = 20

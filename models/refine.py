@@ -33,8 +33,8 @@ MAX_EFFORT = len(ITERATIONS) - 1
 DEFAULT_EFFORT = 0  # the amortized encoder: the search costs 8x its time at effort 1 (docs/effort.md)
 LEARNING_RATE = 0.02  # Adam on y·g and z (in units of their symbols), decayed to 10 % by a cosine
 START_TEMPERATURE, END_TEMPERATURE = 0.5, 0.05  # of SGA's rounding, falling geometrically over the steps
-# The search keeps every activation of g_s for its gradient: about 1.5 GB of peak RSS for a Kodak
-# image (0.4 megapixels) in one piece. Larger images are searched in tiles of about SEARCH_TILE
+# The search keeps every activation of g_s for its gradient: 1.35-1.45 GB of peak RSS for a process
+# coding Kodak images (0.4 megapixels) in one piece (docs/effort.md). Larger images are searched in tiles of about SEARCH_TILE
 # latents a side (384 pixels), rounded up to whole blocks of the hyperprior.
 SEARCH_WHOLE_PIXELS = 1 << 19
 SEARCH_TILE = 24

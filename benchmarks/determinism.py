@@ -7,7 +7,7 @@ before (encode and decode with the float transform, the decoder in another order
 symbols whose CDF index changed and the images that decode differently. Also reports what the exact
 path costs: bits and PSNR against the float path.
 
-    python benchmarks/determinism.py ../shared/data/kodak [--models vr1] [--quality 37.5]
+    python benchmarks/determinism.py ../shared/data/kodak [--models vr2] [--quality 37.5]
 """
 
 import argparse

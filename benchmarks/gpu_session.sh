@@ -6,12 +6,12 @@
 #   bash benchmarks/gpu_session.sh        # from the repository root, with .whl/ and runs/gpu/ carried
 #
 # MINUTES (training budget, default 6), BATCH (default 32), CROP (default 256), LR (default 2e-4), INIT
-# (the model to continue, default vr2) and
+# (the model to continue, default vr3) and
 # INSTALL=0 (use the codec already importable, for a dry run on the CPU) change what it does.
 set -euo pipefail
 REPO=$(pwd)
 OUT=${OUT:?set OUT to the folder whose files come back}
-MINUTES=${MINUTES:-6} BATCH=${BATCH:-32} CROP=${CROP:-256} LR=${LR:-2e-4} INIT=${INIT:-vr2}  # INIT: the shipped model to continue
+MINUTES=${MINUTES:-6} BATCH=${BATCH:-32} CROP=${CROP:-256} LR=${LR:-2e-4} INIT=${INIT:-vr3}  # INIT: the shipped model to continue
 export PYTHONUNBUFFERED=1 CODEC_HOME=/tmp/codec-home
 
 if [ "${INSTALL:-1}" = 1 ]; then

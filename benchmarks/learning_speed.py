@@ -16,6 +16,16 @@ probe's curve from there instead of training it again. Pause other work first.
 
     python benchmarks/learning_speed.py ../shared/data/train ../shared/data/kodak \
         --probe-minutes 20 --ours-minutes 5 --out docs/learning_speed
+
+--per-lambda races instead the variable-rate recipe (gained-mean-scale-hyperprior, every crop at its
+own rate) for --ours-minutes against three one-rate models (mean-scale-hyperprior) at its lowest,
+middle and highest anchors' lambdas for a third of that each: equal compute for the three rates, all
+from scratch with our recipe. Each rate is compared at equal total time (variable-rate at the end
+against each one-rate model at its end) and at equal time per rate (variable-rate after a third of
+its budget); PSNR is moved to the one-rate model's bpp along the local Kodak slope, as above.
+
+    python benchmarks/learning_speed.py ../shared/data/train ../shared/data/kodak --per-lambda \
+        --ours-minutes 12 --every 2 --set decay_fraction=0 --set crop=64 --out docs/learning_speed
 """
 
 import argparse
@@ -29,6 +39,7 @@ import torch
 from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.train import Trainer, TrainConfig, load_validation
+from codec.models.architectures import GainedMeanScaleHyperprior
 from codec.models.registry import DEFAULT_MODEL
 from race import Contender, race
 
@@ -102,17 +113,20 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/learning_speed"))
     parser.add_argument("--reuse-probe", action="store_true", help="read the probe's curve from OUT/probe.json")
+    parser.add_argument("--per-lambda", action="store_true", help="variable-rate recipe against one model per rate")
     args = parser.parse_args()
     retain_freed_memory()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as `codec train` does (codec.train.subnormals_flushed); both sides get it
 
     config = apply_settings(TrainConfig(data=args.data, lmbda=LMBDA), args.set, parser)
-
     files = image_files(args.kodak)[::4]
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.per_lambda:
+        return race_per_lambda(config, files, args)
+
     print(f"scoring on {', '.join(p.stem for p in files)}; ours: " +
           ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items() if k not in ("data", "threads")))
-    args.out.mkdir(parents=True, exist_ok=True)
     val_images = load_validation(files, 64, torch.device("cpu"))
     ours = Contender("ours", Trainer(config), args.ours_minutes * 60, config.steps)
     contenders = [ours]
@@ -140,6 +154,40 @@ def main():
               f"{target['minutes'] / reached['minutes']:.1f}x the probe's learning speed")
     else:
         print("ours did not reach the probe's quality within its budget")
+
+
+def race_per_lambda(config: TrainConfig, files: list[Path], args: argparse.Namespace):
+    """The variable-rate recipe against one one-rate model per anchor it is scored at (see the
+    module's docstring); writes OUT/per_lambda.json."""
+    anchors = GainedMeanScaleHyperprior.anchor_lambdas
+    positions = (0, (len(anchors) - 1) // 2, len(anchors) - 1)
+    budget = args.ours_minutes * 60
+    variable = Contender("variable", Trainer(dataclasses.replace(config, arch="gained-mean-scale-hyperprior", lmbda=None)), budget)
+    singles = {p: Contender(f"lambda@{p}", Trainer(dataclasses.replace(config, lmbda=anchors[p])), budget / 3) for p in positions}
+    val_images = load_validation(files, variable.trainer.model.downsampling, torch.device("cpu"))
+    print(f"variable-rate {args.ours_minutes:g} min against one model per rate at lambda " +
+          ", ".join(f"{anchors[p]:.4g}" for p in positions) + f", {args.ours_minutes / 3:g} min each")
+    race([variable, *singles.values()], args.every * 60, val_images)
+
+    third = min(variable.curve, key=lambda point: abs(point["minutes"] - args.ours_minutes / 3))
+    rows = []
+    print(f"\n| lambda | one-rate model, {args.ours_minutes / 3:g} min | variable-rate at {third['minutes']:g} min "
+          f"(equal time per rate) | variable-rate at {args.ours_minutes:g} min (equal total time) |\n|---|---|---|---|")
+    for p, single in singles.items():
+        bpp, psnr = single.curve[-1]["val_bpp"], single.curve[-1]["val_psnr"]
+        slope = db_per_doubling(bpp)
+        row = {"lambda": anchors[p], "position": p, "single": single.curve[-1]}
+        cells = []
+        for name, point in (("equal_time_per_rate", third), ("equal_total_time", variable.curve[-1])):
+            moved = point[f"val_psnr@{p}"] + slope * math.log2(bpp / point[f"val_bpp@{p}"])
+            row[name] = {"minutes": point["minutes"], "bpp": point[f"val_bpp@{p}"], "psnr": point[f"val_psnr@{p}"],
+                         "psnr_at_single_bpp": moved, "gain_db": moved - psnr}
+            cells.append(f"{point[f'val_bpp@{p}']:.3f} bpp / {point[f'val_psnr@{p}']:.2f} dB ({moved - psnr:+.2f} dB at its rate)")
+        rows.append(row)
+        print(f"| {anchors[p]:.4g} | {bpp:.3f} bpp / {psnr:.2f} dB | " + " | ".join(cells) + " |")
+    (args.out / "per_lambda.json").write_text(json.dumps({
+        "recipe": dataclasses.asdict(config) | {"data": Path(args.data).name}, "minutes": args.ours_minutes,
+        "rows": rows, "curves": {c.label: c.curve for c in (variable, *singles.values())}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from codec.fileio import write_bytes_atomic
 from codec.models.architectures import build_model, is_variable_rate
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "vr2"
+DEFAULT_MODEL = "vr3"
 
 
 def user_dir() -> Path:

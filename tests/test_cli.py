@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from codec.cli.main import app
 from codec.bitstream import Bitstream
+from codec.models.registry import DEFAULT_MODEL
 from tests.conftest import natural_image
 
 runner = CliRunner()
@@ -254,13 +255,13 @@ def tiny_checkpoint(data, out, steps=1, *options):
 def test_a_model_name_is_never_silently_replaced(tiny_model, dataset, tmp_path, image_file):
     assert_one_line_error(tiny_checkpoint(dataset, tmp_path / "early.ckpt", 1, "--name", "tiny"), "model tiny already exists")
     assert not (tmp_path / "early.ckpt").exists()  # refused before training
-    assert_one_line_error(tiny_checkpoint(dataset, tmp_path / "early.ckpt", 1, "--name", "vr1", "--force"), "shipped model")
+    assert_one_line_error(tiny_checkpoint(dataset, tmp_path / "early.ckpt", 1, "--name", DEFAULT_MODEL, "--force"), "shipped model")
     checkpoint = tmp_path / "run.ckpt"
     assert tiny_checkpoint(dataset, checkpoint).exit_code == 0
     assert run("compress", image_file, "--model", "tiny").exit_code == 0
     assert_one_line_error(run("export", checkpoint, "--name", "tiny"), "model tiny already exists")
     assert run("decompress", image_file.with_suffix(".lic"), "-o", tmp_path / "still.png").exit_code == 0
-    assert_one_line_error(run("export", checkpoint, "--name", "vr1", "--force"), "is a shipped model's")
+    assert_one_line_error(run("export", checkpoint, "--name", DEFAULT_MODEL, "--force"), "is a shipped model's")
     result = run("export", checkpoint, "--name", "tiny", "--force")
     assert result.exit_code == 0 and "registered model tiny" in result.stdout, result.output
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from codec.models.registry import DEFAULT_MODEL
 from tests.conftest import image_folder
 
 ROOT = Path(__file__).parents[1]
@@ -35,7 +36,7 @@ def run_installed(target: Path, cwd: Path, *args: str) -> subprocess.CompletedPr
 def test_only_codec_lands_at_the_top(installed):
     top = {path.name for path in installed.iterdir()}
     assert {name for name in top if not name.endswith(".dist-info")} == {"codec", "bin"}
-    assert (installed / "codec" / "models" / "weights" / "vr1.pt").is_file()
+    assert (installed / "codec" / "models" / "weights" / f"{DEFAULT_MODEL}.pt").is_file()
 
 
 def test_installed_copy_compresses_and_evaluates_from_another_folder(installed, tmp_path):

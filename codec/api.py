@@ -118,7 +118,7 @@ def decompress(data: bytes | bytearray | memoryview) -> Image.Image:
         card = get_card(stream.model)
     except ModelError:
         raise ModelError(f"the file was coded with model {stream.model!r}, which is not installed here "
-                         "(models/checkpoints/README.md says how to restore one that left the package)")
+                         "(the project's models/checkpoints/README.md says how to restore a model that left the package)")
     if card.weights_hash != stream.weights_hash:
         raise ModelError(
             f"the file was coded with other weights than this machine's model {card.name!r} "

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import torch
 
-from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.train import Trainer, TrainConfig, load_validation
 from codec.models.layers import HYPER_ATTENTION
 from learning_speed import LMBDA, apply_settings, db_per_doubling
-from race import Contender, race
+from race import Contender, race, set_up_like_codec_train
 
 
 def main():
@@ -36,9 +35,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
     args = parser.parse_args()
-    retain_freed_memory()
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as `codec train` does (codec.train.subnormals_flushed)
+    set_up_like_codec_train(args.threads)
     base = apply_settings(TrainConfig(data=args.data, lmbda=LMBDA, arch=args.arch), args.set, parser)
     files = image_files(args.kodak)[::4]
     blocks = args.blocks.split(",")

@@ -36,12 +36,11 @@ from pathlib import Path
 
 import torch
 
-from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.train import Trainer, TrainConfig, load_validation
 from codec.models.architectures import GainedMeanScaleHyperprior
 from codec.models.registry import DEFAULT_MODEL
-from race import Contender, race
+from race import Contender, race, set_up_like_codec_train
 
 LMBDA = 0.0067
 
@@ -115,9 +114,7 @@ def main():
     parser.add_argument("--reuse-probe", action="store_true", help="read the probe's curve from OUT/probe.json")
     parser.add_argument("--per-lambda", action="store_true", help="variable-rate recipe against one model per rate")
     args = parser.parse_args()
-    retain_freed_memory()
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as `codec train` does (codec.train.subnormals_flushed); both sides get it
+    set_up_like_codec_train(args.threads)  # both sides get it
 
     config = apply_settings(TrainConfig(data=args.data, lmbda=LMBDA), args.set, parser)
     files = image_files(args.kodak)[::4]

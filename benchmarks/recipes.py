@@ -21,11 +21,10 @@ from pathlib import Path
 
 import torch
 
-from codec.allocator import retain_freed_memory
 from codec.fileio import image_files
 from codec.train import Trainer, TrainConfig, init_source, load_validation, validate
 from learning_speed import apply_settings, db_per_doubling
-from race import Contender, race
+from race import Contender, race, set_up_like_codec_train
 
 
 def main():
@@ -42,9 +41,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write the curves as JSON here")
     args = parser.parse_args()
-    retain_freed_memory()
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as `codec train` does (codec.train.subnormals_flushed)
+    set_up_like_codec_train(args.threads)
 
     arch, model_config, lmbda = init_source(args.init)
     base = TrainConfig(data=args.data, lmbda=lmbda, arch=arch, crop=args.crop, lr=args.lr, decay_fraction=0.0, init=args.init,

@@ -6,7 +6,8 @@
 #   bash benchmarks/gpu_session.sh        # from the repository root, with .whl/ and runs/gpu/ carried
 #
 # MINUTES (training budget, default 6), BATCH (default 32), CROP (default 256), LR (default 2e-4), INIT
-# (the model to continue, default vr3) and
+# (the model to continue, default vr3), ARCH (an architecture that extends INIT's, e.g.
+# gained-checkerboard-hyperprior; default INIT's own) and
 # INSTALL=0 (use the codec already importable, for a dry run on the CPU) change what it does.
 set -euo pipefail
 REPO=$(pwd)
@@ -32,7 +33,7 @@ python3 "$REPO/benchmarks/cross_machine.py" encode /tmp/cross-gpu > /dev/null
 tar -C /tmp -czf "$OUT/cross-gpu.tgz" cross-gpu
 
 # Training: from the shipped weights, on the carried images, for MINUTES; weights exported every 2 minutes.
-"${CODEC[@]}" train --data "$REPO/runs/gpu/train" --out /tmp/run.ckpt --init "$INIT" --batch-size "$BATCH" --crop "$CROP" \
+"${CODEC[@]}" train --data "$REPO/runs/gpu/train" --out /tmp/run.ckpt --init "$INIT" ${ARCH:+--arch "$ARCH"} --batch-size "$BATCH" --crop "$CROP" \
   --lr "$LR" --steps 1000000 --minutes "$MINUTES" --threads 8 --val "$REPO/runs/gpu/val" --val-every 1000 \
   > "$OUT/train.out" 2>&1 &
 trainer=$!

@@ -27,6 +27,7 @@ class Contender:
     trainer: object
     budget_s: float
     max_steps: float = math.inf
+    by_clock: bool = False  # the learning-rate schedule runs over budget_s (as `codec train --minutes`), not the steps
     trained_s: float = 0.0
     steps: int = 0
     curve: list = dataclasses.field(default_factory=list)
@@ -44,7 +45,10 @@ def race(contenders: list[Contender], every_s: float, val_images) -> None:
     while active := [c for c in contenders if not c.done]:
         contender = min(active, key=lambda c: c.trained_s / c.budget_s)
         start = time.monotonic()
-        contender.trainer.step()
+        if contender.by_clock:
+            contender.trainer.step(progress=contender.trained_s / contender.budget_s)
+        else:
+            contender.trainer.step()
         before, contender.trained_s = contender.trained_s, contender.trained_s + time.monotonic() - start
         contender.steps += 1
         if contender.done or int(contender.trained_s / every_s) > int(before / every_s):

@@ -1,7 +1,8 @@
 """Variants of `codec train`'s recipe fine-tuning one model, raced at equal wall-clock time.
 
 Each variant is the recipe (the shipped variable-rate one by default: --crop 64, the given --lr, a
-constant learning rate after the warm-up) with its own KEY=VALUE changes, started from the same
+constant learning rate after the warm-up; with decay_fraction set, the decay runs over the last part
+of the variant's minutes, as `codec train --minutes` does) with its own KEY=VALUE changes, started from the same
 weights (--init: a registered model or a checkpoint) and seed; all train in turns a step at a time,
 each on its own clock (benchmarks/race.py), and are scored every --every minutes on every 4th Kodak
 image (bpp from the likelihoods, PSNR of the quantized forward pass; a variable-rate model at its
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from codec.fileio import image_files
-from codec.train import Trainer, TrainConfig, init_source, load_validation, validate
+from codec.train import Checkpoint, Trainer, TrainConfig, init_source, load_validation, rng_states, validate
 from learning_speed import apply_settings, db_per_doubling
 from race import Contender, race, set_up_like_codec_train
 
@@ -40,6 +41,8 @@ def main():
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write the curves as JSON here")
+    parser.add_argument("--save", type=Path, metavar="DIR",
+                        help="save each variant's result here as a training checkpoint, LABEL.ckpt (for `codec export`)")
     args = parser.parse_args()
     set_up_like_codec_train(args.threads)
 
@@ -53,7 +56,7 @@ def main():
         torch.manual_seed(config.seed)
         trainer = Trainer(config)
         trainer.start_from(args.init)
-        contenders.append(Contender(label, trainer, args.minutes * 60))
+        contenders.append(Contender(label, trainer, args.minutes * 60, by_clock=True))
         changed = [f"{k}={getattr(config, k)}" for k in dataclasses.asdict(config) if getattr(config, k) != getattr(base, k)]
         print(f"{label}: " + (", ".join(changed) or "the recipe"))
     files = image_files(args.kodak)[::4]
@@ -61,6 +64,12 @@ def main():
     start = validate(contenders[0].trainer.result(), val_images)
     print("start: " + "  ".join(f"{start[k]:.3f} bpp / {start['val_psnr' + k[len('val_bpp'):]]:.2f} dB" for k in start if k.startswith("val_bpp")))
     race(contenders, args.every * 60, val_images)
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        for contender in contenders:
+            trainer = contender.trainer
+            Checkpoint.save(args.save / f"{contender.label}.ckpt", trainer.state(), trainer.config, contender.steps,
+                            contender.trained_s, rng_states(trainer.generator, torch.device("cpu")))
 
     reference = contenders[0].curve[-1]
     print(f"\nafter {args.minutes:g} min each; PSNR moved to {contenders[0].label}'s rate (estimate, local slope of the default model's Kodak curve):")

@@ -1,6 +1,6 @@
 """Where a variable-rate model's bits go: the latent y's stream against the hyper-latent z's, by quality.
 
-Every image is coded at each quality (effort 0) and the two streams are measured apart; per quality:
+Every image is coded at each quality (effort 0) and y's streams and z's (the last) are measured apart; per quality:
 the mean bpp of each and z's share of the streams. z is computed from y before the rate's gain, so
 its stream does not change with the quality: the hyperprior's side information is fixed per image.
 
@@ -34,8 +34,9 @@ def main():
         y_bits = z_bits = pixels = 0
         for image in images:
             with torch.inference_mode():
-                y_string, z_string = net.compress(to_tensor(image, net.downsampling), rate_position(net, round(quality * 100)))
-            y_bits, z_bits, pixels = y_bits + 8 * len(y_string), z_bits + 8 * len(z_string), pixels + image.width * image.height
+                *y_strings, z_string = net.compress(to_tensor(image, net.downsampling), rate_position(net, round(quality * 100)))
+            y_bits, z_bits = y_bits + 8 * sum(map(len, y_strings)), z_bits + 8 * len(z_string)
+            pixels += image.width * image.height
         print(f"| {quality:g} | {y_bits / pixels:.4f} | {z_bits / pixels:.4f} | {100 * z_bits / (y_bits + z_bits):.1f} % |")
 
 

@@ -366,7 +366,7 @@ def models():
         attention = card.config.get("hyper_attention", "none")
         table.add_row(
             card.name,
-            card.arch + ("" if attention == "none" else f" +{attention}"),
+            card.arch + ("" if attention == "none" else f" +{attention} in {card.config.get('hyper_attention_in', 'both')}"),
             trade_off(card),
             f"{kodak['bpp']:.3f}" if kodak else "-",
             f"{kodak['psnr']:.2f}" if kodak else "-",
@@ -386,8 +386,12 @@ def train(
         help="Rate-distortion trade-off λ (higher: more bits, better quality); not for the variable-rate architecture, "
              "which trains its anchors' λs at once.")] = None,
     arch: Annotated[str, typer.Option(
-        help="factorized, scale-hyperprior, mean-scale-hyperprior or gained-mean-scale-hyperprior (every rate in one model).")] = "mean-scale-hyperprior",
-    hyper_attention: Annotated[str, typer.Option(help="Block in the hyperprior: none, grn, gc, sge, gct.")] = "none",
+        help="factorized, scale-hyperprior, mean-scale-hyperprior, gained-mean-scale-hyperprior (every rate in one model) "
+             "or gained-checkerboard-hyperprior (that, with a checkerboard context).")] = "mean-scale-hyperprior",
+    hyper_attention: Annotated[str, typer.Option(
+        help="Block in the hyperprior: none, grn, gc, sge, gct; with --init of a model without one, it starts neutral.")] = "none",
+    hyper_attention_in: Annotated[str, typer.Option(
+        help="Where the block goes: both (h_a and h_s) or h_a (only the encoder runs it: decoding stays exact).")] = "both",
     hyper_block: Annotated[int, typer.Option(
         help="Side, in latents, of the blocks the hyperprior works on alone (4: 64 pixels); 0: the whole image.")] = 4,
     n: Annotated[int, typer.Option("--N", help="Channels of the transforms.")] = 128,
@@ -423,7 +427,7 @@ def train(
     from codec.export import check_name
     from codec.train import TrainConfig, is_main_process, train as run_training, trains_in_bfloat16, training_device
 
-    from codec.models.architectures import ARCHITECTURES, build_model, is_variable_rate
+    from codec.models.architectures import ARCHITECTURES, HYPER_ATTENTION_PLACES, build_model, extends, is_variable_rate
     from codec.models.layers import HYPER_ATTENTION
 
     if arch not in ARCHITECTURES:
@@ -436,6 +440,8 @@ def train(
             raise CodecError(f"{option} must be positive (got {value:g})")
     if hyper_attention not in HYPER_ATTENTION:
         raise CodecError(f"unknown --hyper-attention {hyper_attention!r} (choose from {', '.join(HYPER_ATTENTION)})")
+    if hyper_attention_in not in HYPER_ATTENTION_PLACES:
+        raise CodecError(f"unknown --hyper-attention-in {hyper_attention_in!r} (choose from {', '.join(HYPER_ATTENTION_PLACES)})")
     if metric not in ("mse", "ms-ssim"):
         raise CodecError(f"unknown metric {metric!r} (mse or ms-ssim)")
     if not 0 <= ema < 1:
@@ -448,11 +454,18 @@ def train(
         from codec.train import init_source
 
         source_arch, source_config, _ = init_source(init)
-        if not (is_variable_rate(arch) and source_arch == "mean-scale-hyperprior"):
+        if not extends(arch, source_arch):
             arch = source_arch
         n, m = source_config["N"], source_config["M"]
-        hyper_attention = source_config.get("hyper_attention", "none")
         hyper_block = source_config.get("hyper_block", 0)
+        if source_config.get("hyper_attention", "none") != "none":  # a model keeps its blocks
+            typed_attention = [f"--{name.replace('_', '-')} {value}" for name, value in
+                               (("hyper_attention", hyper_attention), ("hyper_attention_in", hyper_attention_in))
+                               if ctx.get_parameter_source(name).name == "COMMANDLINE" and value != source_config.get(name, "both")]
+            if typed_attention:
+                raise CodecError(f"--init {init} has hyper-attention {source_config['hyper_attention']} in "
+                                 f"{source_config.get('hyper_attention_in', 'both')}: it cannot take " + " ".join(typed_attention))
+            hyper_attention, hyper_attention_in = source_config["hyper_attention"], source_config.get("hyper_attention_in", "both")
     variable_rate = is_variable_rate(arch)
     if (lmbda is None) != variable_rate:
         raise CodecError(f"--lmbda is needed for {arch}" if lmbda is None else
@@ -462,13 +475,15 @@ def train(
     training_device(device), trains_in_bfloat16(precision)  # an unknown value, or CUDA where there is none: refused now
     config = TrainConfig(
         data=str(data), lmbda=None if variable_rate else lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
+        hyper_attention_in=hyper_attention_in,
         metric=metric, steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
         minutes=minutes, device=device, precision=precision,
     )
     try:  # what the model checks itself: the hyperprior's blocks, SGE's groups (which must divide the channels)
         multiple = build_model(arch, **config.model_config()).downsampling
     except ValueError as error:
-        raise CodecError(f"--arch {arch} --N {n} --M {m} --hyper-attention {hyper_attention} --hyper-block {hyper_block}: {error}")
+        raise CodecError(f"--arch {arch} --N {n} --M {m} --hyper-attention {hyper_attention} --hyper-attention-in {hyper_attention_in} "
+                         f"--hyper-block {hyper_block}: {error}")
     if crop < multiple or crop % multiple:
         raise CodecError(f"--crop must be a multiple of {multiple} for {arch} (got {crop})")
     if name:

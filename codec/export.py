@@ -53,7 +53,9 @@ def training_command(config: TrainConfig) -> str:
     return (
         f"codec train --data {config.data}" + ("" if config.lmbda is None else f" --lmbda {config.lmbda}")
         + f" --arch {config.arch} --N {config.N} "
-        f"--M {config.M} --hyper-attention {config.hyper_attention} --hyper-block {config.hyper_block} --metric {config.metric} --steps {config.steps} "
+        f"--M {config.M} --hyper-attention {config.hyper_attention} "
+        + ("" if config.hyper_attention == "none" else f"--hyper-attention-in {config.hyper_attention_in} ")
+        + f"--hyper-block {config.hyper_block} --metric {config.metric} --steps {config.steps} "
         f"--batch-size {config.batch_size} --crop {config.crop} --lr {config.lr} --warmup {config.warmup} "
         f"--decay-fraction {config.decay_fraction} --ema {config.ema} " + ("--ste" if config.ste else "--no-ste")
         + (f" --init {config.init}" if config.init else "")

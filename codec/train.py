@@ -45,6 +45,7 @@ class TrainConfig:
     M: int = 192
     hyper_attention: str = "none"
     hyper_block: int = 4  # latents a side of the blocks the hyperprior works on (64 pixels); 0: whole crops
+    hyper_attention_in: str = "both"  # the transforms that carry hyper_attention: "both", or "h_a" (decoding stays exact)
     metric: str = "mse"
     steps: int = 5000
     batch_size: int = 8  # per process
@@ -67,7 +68,7 @@ class TrainConfig:
     def model_config(self) -> dict:
         config = {"N": self.N, "M": self.M}
         if self.arch != "factorized":
-            config.update(hyper_attention=self.hyper_attention, hyper_block=self.hyper_block)
+            config.update(hyper_attention=self.hyper_attention, hyper_block=self.hyper_block, hyper_attention_in=self.hyper_attention_in)
         return config
 
 
@@ -348,6 +349,23 @@ def init_source(init: str) -> tuple[str, dict, float | None]:
     return card.arch, card.config, card.lmbda
 
 
+def start_new_blocks_neutral(model: torch.nn.Module, missing: set[str]) -> set[str]:
+    """Make each hyperprior block whose weights are all `missing` (the model started from does not
+    have it) multiply by a constant, and divide the next convolution's weights by it, so that the
+    model computes what the one it started from did; returns the weights this accounts for."""
+    covered = set()
+    for name in ("h_a", "h_s"):
+        transform = getattr(model, name, None)
+        for index, module in enumerate(transform or ()):
+            keys = {f"{name}.{index}.{key}" for key in module.state_dict()}
+            if hasattr(module, "make_neutral") and keys <= missing:
+                scale = module.make_neutral()
+                with torch.no_grad():
+                    transform[index + 1].weight.div_(scale)  # every block comes before a convolution
+                covered |= keys
+    return covered
+
+
 MAX_SKIPPED = 20
 
 
@@ -387,7 +405,9 @@ class Trainer:
     def start_from(self, init: str):
         """Fine-tune: begin with a registered model's weights, or with those of a training checkpoint
         (a path). A variable-rate model may start from a one-rate model of the same transforms: its
-        gains then start at initial_gains of that model's lambda."""
+        gains then start at initial_gains of that model's lambda. A model may start from one without
+        its hyperprior blocks, which then start neutral (start_new_blocks_neutral), or without the
+        parts that its architecture starts neutral (a checkerboard context: neutral_extensions)."""
         if Path(init).is_file():
             state = Checkpoint.load(Path(init))
             weights, lmbda = Checkpoint.weights(state), Checkpoint.config(state).lmbda
@@ -395,7 +415,9 @@ class Trainer:
             card = get_card(init)
             weights, lmbda = load_model(card).state_dict(), card.lmbda
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        if unexpected or not set(missing) <= {"gain", "inverse_gain", "gain_table"}:
+        missing = set(missing) - start_new_blocks_neutral(self.model, set(missing))
+        missing = {key for key in missing if not key.startswith(self.model.neutral_extensions)}
+        if unexpected or not missing <= {"gain", "inverse_gain", "gain_table"}:
             raise CodecError(f"{init}: its weights do not fit a {self.config.arch} model")
         if isinstance(self.model, GainedMeanScaleHyperprior) and "gain" in missing:
             with torch.no_grad():

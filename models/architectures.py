@@ -1,5 +1,5 @@
-"""The model ladder: factorized prior, scale hyperprior, mean-scale hyperprior, and the gained
-(variable-rate) mean-scale hyperprior.
+"""The model ladder: factorized prior, scale hyperprior, mean-scale hyperprior, the gained
+(variable-rate) mean-scale hyperprior, and that with a checkerboard context.
 
 Each model owns its transforms, its entropy models and its compress/decompress. `compress` takes an
 image tensor whose height and width are multiples of `downsampling` and returns one byte string per
@@ -18,10 +18,11 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
+import torch.nn.functional as F
 from torch import nn
 
 from codec.models import coding
-from codec.models.exact import exact_forward
+from codec.models.exact import exact_conv_at, exact_forward
 from codec.models.layers import GDN, make_hyper_attention
 from codec.models.tiling import blockwise
 
@@ -59,6 +60,9 @@ class HyperAnalysis(nn.Sequential):
         )
 
 
+HYPER_ATTENTION_PLACES = ("both", "h_a")
+
+
 class ScaleHyperSynthesis(nn.Sequential):
     """h_s of the scale hyperprior: z_hat -> y's scales, 4x larger, which the last ReLU keeps non-negative."""
 
@@ -88,6 +92,7 @@ class FactorizedPrior(CompressionModel):
     downsampling = 16
     g_a_stride = 16  # pixels per latent
     latent_names = ("y",)
+    neutral_extensions: tuple[str, ...] = ()  # see CheckerboardGainedHyperprior
     # Training: g_s decodes round(y - m) + m (m: the median, or the predicted mean) through a
     # straight-through gradient, the latent it gets when coding, instead of y plus uniform noise;
     # the rate term keeps the noise.
@@ -153,17 +158,27 @@ class ScaleHyperprior(FactorizedPrior):
     latent_names = ("y", "z")
     z_stride = 64  # pixels per hyper-latent
 
-    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0):
+    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0,
+                 hyper_attention_in: str = "both"):
         super().__init__(N, M)
         if hyper_block < 0 or hyper_block % 4:
             raise ValueError(f"hyper_block must be 0 or a positive multiple of 4 (got {hyper_block})")
+        if hyper_attention_in not in HYPER_ATTENTION_PLACES:
+            raise ValueError(f"hyper_attention_in must be one of {', '.join(HYPER_ATTENTION_PLACES)} (got {hyper_attention_in!r})")
         self.hyper_attention = hyper_attention
+        self.hyper_attention_in = hyper_attention_in
         self.hyper_block = hyper_block
         self.downsampling = 16 * hyper_block if hyper_block else 64
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
         self.h_a = HyperAnalysis(N, M, hyper_attention)
-        self.h_s = ScaleHyperSynthesis(N, M, hyper_attention)
+        self.h_s = ScaleHyperSynthesis(N, M, self.synthesis_attention)
+
+    @property
+    def synthesis_attention(self) -> str:
+        """The block h_s carries: the model's, unless it is in h_a alone ("h_a": only the encoder runs
+        it, so decoding stays exact, see models/exact.py)."""
+        return self.hyper_attention if self.hyper_attention_in == "both" else "none"
 
     def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         return torch.abs(y)
@@ -182,7 +197,7 @@ class ScaleHyperprior(FactorizedPrior):
         transform = self.h_s if self.training else functools.partial(exact_forward, self.h_s)
         if self.hyper_block:
             return blockwise(transform, z_hat, self.hyper_block // 4, self.hyper_block, coding.HYPER_CHUNK)
-        if self.training or self.hyper_attention != "none":
+        if self.training or self.synthesis_attention != "none":
             return transform(z_hat)
         return coding.tiled_hyper_synthesis(transform, z_hat, self.g_a_stride, self.z_stride)
 
@@ -241,10 +256,11 @@ class MeanScaleHyperprior(ScaleHyperprior):
     """Minnen et al. 2018 without the context model: the hyperprior predicts a mean and a scale
     for each element of y."""
 
-    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0):
-        super().__init__(N, M, hyper_attention, hyper_block)
+    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0,
+                 hyper_attention_in: str = "both"):
+        super().__init__(N, M, hyper_attention, hyper_block, hyper_attention_in)
         self.h_a = HyperAnalysis(N, M, hyper_attention, nn.LeakyReLU)
-        self.h_s = MeanScaleHyperSynthesis(N, M, hyper_attention)
+        self.h_s = MeanScaleHyperSynthesis(N, M, self.synthesis_attention)
 
     def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         return y
@@ -270,8 +286,9 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
     # The trade-offs lambda (MSE on 0-255) the anchors are trained at, log-spaced.
     anchor_lambdas = tuple(float(v) for v in torch.logspace(math.log10(0.0005), math.log10(0.25), 9, dtype=torch.float64))
 
-    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0):
-        super().__init__(N, M, hyper_attention, hyper_block)
+    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0,
+                 hyper_attention_in: str = "both"):
+        super().__init__(N, M, hyper_attention, hyper_block, hyper_attention_in)
         self.gain = nn.Parameter(self.initial_gains(math.sqrt(self.anchor_lambdas[0] * self.anchor_lambdas[-1])))
         self.inverse_gain = nn.Parameter(1 / self.gain.detach().clone())
         self.register_buffer("gain_table", torch.ones(2, len(self.anchor_lambdas), M, dtype=torch.float64))
@@ -312,13 +329,17 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         y = self.analysis(x)
         z = self.hyper_analysis(y)
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        scales, means = self.gaussian_params(z_hat)
+        scales, means = self.latent_params(y, z_hat, gain, inverse_gain)
         centred = (y - means) * gain
         symbols, y_likelihoods = self.gaussian_conditional(centred, scales * gain)
         if self.training and self.synthesis_sees_rounding:
             symbols = quantize_ste(centred)
         y_hat = symbols * inverse_gain + means
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def latent_params(self, y: torch.Tensor, z_hat: torch.Tensor, gain: torch.Tensor, inverse_gain: torch.Tensor):
+        """(scales, means) of y in the forward pass: the hyperprior's."""
+        return self.gaussian_params(z_hat)
 
     def coding_gains(self, position: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(g, g') at a position, float64, shaped to multiply y (1, M, 1, 1)."""
@@ -360,12 +381,166 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         return super().update(force=force)
 
 
+def anchor_mask(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+    """The checkerboard's anchors, the latents whose row plus column is even: (height, width) bool."""
+    rows, columns = torch.arange(height, device=device)[:, None], torch.arange(width, device=device)
+    return (rows + columns) % 2 == 0
+
+
+class CheckerboardContext(nn.Module):
+    """A 5x5 convolution over the decoded anchors around each latent that is not one: of its 25 taps
+    only the 12 that fall on anchors there (row plus column offset odd) are weights; the others
+    would only ever see zeros."""
+
+    kernel_size = 5
+    taps = torch.tensor([5 * (2 + i) + 2 + j for i in range(-2, 3) for j in range(-2, 3) if (i + j) % 2])
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, len(self.taps)))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's initialization, over these taps
+
+    def kernel(self) -> torch.Tensor:
+        """The full 5x5 kernel, zero at the taps that are not weights."""
+        out_channels, in_channels, _ = self.weight.shape
+        kernel = self.weight.new_zeros(out_channels, in_channels, self.kernel_size**2)
+        kernel[:, :, self.taps] = self.weight
+        return kernel.view(out_channels, in_channels, self.kernel_size, self.kernel_size)
+
+    def forward(self, anchors_hat: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(anchors_hat, self.kernel(), self.bias, padding=self.kernel_size // 2)
+
+
+def dequantized(symbols: torch.Tensor, inverse_gain: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """y_hat = symbols * g' + mean as coding computes it: the product of exact numbers in float64,
+    then the mean added in float32, the same on every machine."""
+    return (symbols.double() * inverse_gain).float().add_(means)
+
+
+class EntropyParameters(nn.Sequential):
+    """1x1 convolutions from the hyperprior's scales and means and the context (4M channels) to a
+    correction of the scales and means (2M). The last layer starts at zero: a model starts out coding
+    as its hyperprior alone does, so that it can start from one trained without a context."""
+
+    def __init__(self, M: int):
+        super().__init__(
+            nn.Conv2d(4 * M, 8 * M // 3, 1), nn.LeakyReLU(),
+            nn.Conv2d(8 * M // 3, 2 * M, 1), nn.LeakyReLU(),
+            nn.Conv2d(2 * M, 2 * M, 1),
+        )
+        nn.init.zeros_(self[-1].weight)
+        nn.init.zeros_(self[-1].bias)
+
+
+class CheckerboardGainedHyperprior(GainedMeanScaleHyperprior):
+    """The variable-rate mean-scale hyperprior with a checkerboard context (He et al. 2021,
+    "Checkerboard Context Model for Efficient Learned Image Compression").
+
+    Half of y, the anchors (see anchor_mask), is coded first with the hyperprior's scales and means;
+    the other half then with those corrected from a 5x5 convolution over the decoded anchors around
+    it (EntropyParameters). Decoding takes two passes instead of one position at a time, and each
+    pass is a stream of its own: y's anchors, the rest of y, then z. Like h_s, the context runs in
+    its integer-exact form when coding (models/exact.py), so the second pass's CDFs are the same on
+    every machine. The encoder's search (models/refine.py) prices y with the hyperprior alone; the
+    real bytes then choose between its latents and g_a's.
+    """
+
+    latent_names = ("y anchors", "y rest", "z")
+    # Weights that a model started from (codec.train.Trainer.start_from) may lack: they start neutral.
+    neutral_extensions = ("context.", "entropy_parameters.")
+
+    def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0,
+                 hyper_attention_in: str = "both"):
+        super().__init__(N, M, hyper_attention, hyper_block, hyper_attention_in)
+        self.context = CheckerboardContext(M, 2 * M)
+        self.entropy_parameters = EntropyParameters(M)
+
+    def contextual_params(self, hyper: torch.Tensor, anchors_hat: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """The scales and means (2M channels) of every latent: the hyperprior's `hyper` at the anchors,
+        corrected from the decoded anchors `anchors_hat` (zero elsewhere) at the others; in eval
+        (coding) in the integer-exact form, in tiles on large images (models/coding.py)."""
+        if self.training:
+            delta = self.entropy_parameters(torch.cat([hyper, self.context(anchors_hat)], dim=1))
+        else:
+            delta = coding.tiled_context(self.exact_correction, torch.cat([anchors_hat, hyper], dim=1))
+        return hyper + delta * ~anchors
+
+    def exact_correction(self, h: torch.Tensor) -> torch.Tensor:
+        """The correction in its integer-exact form, computed at the latents that are not anchors alone
+        (zero at the anchors), from h = the decoded anchors and the hyperprior's scales and means of
+        a piece of the image that starts on an anchor."""
+        n, _, height, width = h.shape
+        positions = (~anchor_mask(height, width)).flatten().nonzero().squeeze(1)
+        context = exact_conv_at(self.context, h[:, : self.M], positions)
+        hyper = h[:, self.M :].flatten(2)[..., positions]
+        correction = exact_forward(self.entropy_parameters, torch.cat([hyper, context], dim=1)[..., None])[..., 0]
+        delta = torch.zeros(n, 2 * self.M, height * width)
+        delta[..., positions] = correction
+        return delta.view(n, 2 * self.M, height, width)
+
+    def latent_params(self, y: torch.Tensor, z_hat: torch.Tensor, gain: torch.Tensor, inverse_gain: torch.Tensor):
+        """(scales, means) of y in the forward pass, with the anchors' rounded latents as the others'
+        context (straight-through in training, so that the context sees what the decoder will)."""
+        hyper = self.hyper_synthesis(z_hat)
+        anchors = anchor_mask(*y.shape[-2:], device=y.device)
+        means = hyper[:, self.M :]
+        anchors_hat = (quantize_ste((y - means) * gain) * inverse_gain + means) * anchors
+        return self.contextual_params(hyper, anchors_hat, anchors).chunk(2, dim=1)
+
+    def compress_latents(self, y: torch.Tensor, z: torch.Tensor, position: float) -> list[bytes]:
+        gain, inverse_gain = self.coding_gains(position)
+        z_string = self.code_z(z)
+        hyper = self.hyper_synthesis(self.decode_z(z_string, z.shape[-2:]))
+        anchors = anchor_mask(*y.shape[-2:])
+
+        def code(params: torch.Tensor, part: torch.Tensor) -> tuple[bytes, torch.Tensor, torch.Tensor]:
+            scales, means = params.chunk(2, dim=1)
+            symbols = torch.round((y.double() - means) * gain)
+            indexes = self.scale_indexes(scales.double() * gain)
+            return coding.encode_symbols(self.gaussian_conditional, symbols[..., part], indexes[..., part]), symbols, means
+
+        anchor_string, symbols, means = code(hyper, anchors)
+        anchors_hat = dequantized(symbols, inverse_gain, means) * anchors  # as the decoder will have them
+        rest_string, _, _ = code(self.contextual_params(hyper, anchors_hat, anchors), ~anchors)
+        return [anchor_string, rest_string, z_string]
+
+    def decompress(self, strings: list[bytes], height: int, width: int, position: float) -> torch.Tensor:
+        gain, inverse_gain = self.coding_gains(position)
+        z_hat = self.decode_z(strings[2], (height // self.z_stride, width // self.z_stride))
+        hyper = self.hyper_synthesis(z_hat)
+        del z_hat
+        anchors = anchor_mask(height // self.g_a_stride, width // self.g_a_stride)
+        symbols = torch.zeros(1, self.M, *anchors.shape, dtype=torch.int32)
+
+        def decode(string: bytes, params: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+            """Decode one pass's symbols into place; returns the means."""
+            scales, means = params.chunk(2, dim=1)
+            indexes = self.scale_indexes(scales.double() * gain)[..., part]
+            symbols[..., part] = coding.decode_symbols(self.gaussian_conditional, coding.bounded(string, indexes.numel()), indexes)
+            return means
+
+        means = decode(strings[0], hyper, anchors)
+        anchors_hat = dequantized(symbols, inverse_gain, means) * anchors
+        means = decode(strings[1], self.contextual_params(hyper, anchors_hat, anchors), ~anchors)  # the anchors' as before
+        del hyper, anchors_hat
+        return self.synthesis(dequantized(symbols, inverse_gain, means)).clamp_(0, 1)
+
+
 ARCHITECTURES = {
     "factorized": FactorizedPrior,
     "scale-hyperprior": ScaleHyperprior,
     "mean-scale-hyperprior": MeanScaleHyperprior,
     "gained-mean-scale-hyperprior": GainedMeanScaleHyperprior,
+    "gained-checkerboard-hyperprior": CheckerboardGainedHyperprior,
 }
+
+
+def extends(arch: str, source_arch: str) -> bool:
+    """Whether a variable-rate `arch` can start from a trained model of `source_arch`: the same
+    transforms and hyperprior, plus gains or a context that start from it (codec.train.Trainer.start_from)."""
+    model, source = ARCHITECTURES[arch], ARCHITECTURES[source_arch]
+    return is_variable_rate(arch) and issubclass(model, source) and issubclass(source, MeanScaleHyperprior)
 
 
 def is_variable_rate(arch: str) -> bool:

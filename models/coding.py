@@ -104,6 +104,16 @@ def tiled_hyper_synthesis(exact_h_s: Callable, z_hat: torch.Tensor, stride: int,
     return tiled(exact_h_s, z_hat, hyper_stride // stride, HYPER_TILE, HYPER_HALO, WHOLE_PIXELS // hyper_stride**2)
 
 
+CONTEXT_TILE, CONTEXT_HALO = 32, 2  # latents: the checkerboard context's 5x5 convolution reaches 2
+
+
+def tiled_context(exact_correction: Callable, h: torch.Tensor) -> torch.Tensor:
+    """exact_correction(h), the checkerboard context's correction of the scales and means in its
+    integer-exact form, tile by tile on large images: its exact sums give the very same numbers in
+    tiles. Tile and halo are even, so that every tile starts on an anchor, as the whole image does."""
+    return tiled(exact_correction, h, 1, CONTEXT_TILE, CONTEXT_HALO, WHOLE_PIXELS // 256)
+
+
 def bounded(string: bytes, symbols: int) -> bytes:
     """A stream made safe for CompressAI's rANS decoder, which never checks the end of its input.
 

@@ -11,8 +11,9 @@ and LeakyReLU (one correctly rounded IEEE multiply) are deterministic too, so ev
 the same scales and means, to the bit.
 
 The attention blocks (softmax, tanh, sigmoid) have no exact form: they are evaluated in float32 and
-rounded back onto the grid, which makes a mismatch unlikely but not impossible. Only models without
-them (hyper_attention "none", the shipped ones) are bit-exact everywhere.
+rounded back onto the grid, which makes a mismatch unlikely but not impossible. Only models whose h_s
+has none (hyper_attention "none", or blocks in h_a alone: hyper_attention_in "h_a") are bit-exact
+everywhere.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ EXACT_LIMIT = 2.0**52  # integers up to 2^53 are exact in float64; keep a factor
 _GRID_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _grid_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _grid_parameters(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The layer's weight and bias as grid integers, and the input bound that keeps its sums exact.
     Preparing them is a good part of h_s's time, so they are kept until the parameters change: any
     in-place update (a training step, load_state_dict) moves a tensor's version counter."""
@@ -45,7 +46,7 @@ def _grid_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Tenso
     weight = torch.round(layer.weight.detach().double() * 2.0**WEIGHT_BITS)
     bias = torch.round(layer.bias.detach().double() * 2.0 ** (WEIGHT_BITS + ACTIVATION_BITS))
     # Bound the inputs so that |sum| <= max_out sum|w| * |h| + |b| stays exact, whatever z says.
-    weight_mass = weight.abs().sum(dim=(0, 2, 3) if isinstance(layer, nn.ConvTranspose2d) else (1, 2, 3)).max().item()
+    weight_mass = weight.abs().sum(dim=(0, 2, 3) if isinstance(layer, nn.ConvTranspose2d) else tuple(range(1, weight.dim()))).max().item()
     limit = math.floor((EXACT_LIMIT - bias.abs().max().item()) / max(weight_mass, 1.0))
     if key is not None:
         _GRID_CACHE[layer] = key, (weight, bias, limit)
@@ -108,3 +109,20 @@ def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         elif not isinstance(layer, nn.Identity):  # an attention block: float32, then back on the grid
             h = layer((h / scale).float()).double().mul_(scale).round_()
     return h.div_(scale).to(torch.float32, memory_format=torch.contiguous_format)
+
+
+def exact_conv_at(layer: nn.Module, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """A stride-1 convolution of x on the grid, as exact_forward computes one, at the flat `positions`
+    of its output alone, for a layer whose weight holds only some taps of its kernel (out, in,
+    len(layer.taps); layer.taps: flat indexes into its kernel_size x kernel_size; the padding keeps
+    the size). Returns (n, out channels, len(positions)), float32 multiples of 2^-12."""
+    scale = 2.0**ACTIVATION_BITS
+    weight, bias, limit = _grid_parameters(layer)
+    h = x.detach().to(torch.float64, copy=True).mul_(scale).round_().clamp_(-limit, limit)
+    n, channels = h.shape[:2]
+    size = layer.kernel_size
+    columns = F.unfold(h, size, padding=size // 2).view(n, channels, size * size, -1)
+    columns = columns[:, :, layer.taps][..., positions].permute(0, 3, 1, 2).reshape(n * len(positions), -1)
+    out = matmul(columns, weight.reshape(weight.shape[0], -1).t())
+    out = out.add_(bias).div_(2.0**WEIGHT_BITS).round_().div_(scale)
+    return out.reshape(n, len(positions), -1).transpose(1, 2).float()

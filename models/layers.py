@@ -1,6 +1,9 @@
 """Building blocks of the transforms: GDN and the hyperprior's attention/normalization blocks.
 
-Every block is channels-first, (N, C, H, W), and preserves the shape of its input.
+Every block is channels-first, (N, C, H, W), and preserves the shape of its input. Each hyperprior
+block's `make_neutral()` sets its parameters so that it multiplies its input by a constant, and
+returns the constant: a trained model that gains a block then computes what it did without it, once
+the next convolution's weights are divided by that constant (codec.train.Trainer.start_from).
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class GlobalResponseNorm(nn.Module):
         relative = energy / (energy.mean(dim=1, keepdim=True) + self.eps)
         return x + torch.addcmul(self.bias, self.weight, x * relative)
 
+    def make_neutral(self) -> float:
+        """The identity (see the module's docstring)."""
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+        return 1.0
+
 
 class GatedChannelTransform(nn.Module):
     """GCT (Yang et al. 2020): a channel gate 1 + tanh(gamma * normalized embedding + beta).
@@ -87,6 +96,12 @@ class GatedChannelTransform(nn.Module):
             norm = self.gamma / (embedding.abs().mean(dim=1, keepdim=True) + self.eps)
         return x * (1.0 + torch.tanh(embedding * norm + self.beta))
 
+    def make_neutral(self) -> float:
+        """The identity (see the module's docstring)."""
+        nn.init.zeros_(self.gamma)
+        nn.init.zeros_(self.beta)
+        return 1.0
+
 
 class SpatialGroupEnhance(nn.Module):
     """SGE (Li et al. 2019): per channel group, a spatial gate from the similarity of each position
@@ -111,6 +126,12 @@ class SpatialGroupEnhance(nn.Module):
         gate = similarity.reshape(n, self.groups, h, w) * self.weight + self.bias
         gate = torch.sigmoid(gate).reshape(n * self.groups, 1, h, w)
         return (grouped * gate).reshape(n, c, h, w)
+
+    def make_neutral(self) -> float:
+        """A gate of sigmoid(0) = 1/2 everywhere (see the module's docstring)."""
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+        return 0.5
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -161,6 +182,15 @@ class GlobalContext(nn.Module):
             x = x + self.add_mlp(context)
         return x
 
+    def make_neutral(self) -> float:
+        """The context's last layers at zero: a scale of sigmoid(0) = 1/2 and nothing added (see the
+        module's docstring)."""
+        for mlp in (self.scale_mlp, self.add_mlp):
+            if mlp is not None:
+                nn.init.zeros_(mlp[-1].weight)
+                nn.init.zeros_(mlp[-1].bias)
+        return 0.5 if self.scale_mlp is not None else 1.0
+
 
 HYPER_ATTENTION = {
     "none": None,
@@ -177,3 +207,4 @@ def make_hyper_attention(name: str, channels: int) -> nn.Module:
         raise ValueError(f"unknown hyper_attention {name!r}; choose from {', '.join(HYPER_ATTENTION)}")
     block = HYPER_ATTENTION[name]
     return nn.Identity() if block is None else block(channels)
+

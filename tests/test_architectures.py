@@ -15,11 +15,13 @@ CASES = [("factorized", {}), ("scale-hyperprior", {"hyper_attention": "none"}), 
 CASES += [(arch, {"hyper_attention": a}) for arch in ("scale-hyperprior", "mean-scale-hyperprior") for a in ("grn", "gc", "sge", "gct")]
 CASES += [(arch, {"hyper_attention": "none", "hyper_block": 4}) for arch in ("scale-hyperprior", "mean-scale-hyperprior")]
 CASES += [("mean-scale-hyperprior", {"hyper_attention": a, "hyper_block": b}) for a, b in (("gc", 4), ("none", 8))]
+CASES += [("mean-scale-hyperprior", {"hyper_attention": "sge", "hyper_attention_in": "h_a", "hyper_block": 4})]
 
 
 def case_id(case):
     arch, config = case
-    return f"{arch}-{config.get('hyper_attention', 'none')}" + (f"-block{config['hyper_block']}" if "hyper_block" in config else "")
+    return (f"{arch}-{config.get('hyper_attention', 'none')}" + (f"-in-{config['hyper_attention_in']}" if "hyper_attention_in" in config else "")
+            + (f"-block{config['hyper_block']}" if "hyper_block" in config else ""))
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
@@ -48,6 +50,16 @@ def test_decompress_reproduces_quantized_forward_pass(case):
         decoded = model.decompress(strings, *x.shape[-2:])
     assert len(strings) == len(model.latent_names)
     assert torch.equal(decoded, expected)
+
+
+def test_blocks_in_h_a_alone_leave_h_s_plain_and_decoding_exact():
+    """With hyper_attention_in "h_a" only the encoder runs the block: h_s is the plain transform that
+    models/exact.py evaluates exactly."""
+    model = small_model("gained-mean-scale-hyperprior", hyper_attention="gc", hyper_attention_in="h_a", hyper_block=4)
+    assert any(not isinstance(m, nn.Identity) and hasattr(m, "make_neutral") for m in model.h_a)
+    assert not any(hasattr(m, "make_neutral") for m in model.h_s)
+    with pytest.raises(ValueError, match="hyper_attention_in must be one of both, h_a"):
+        small_model("mean-scale-hyperprior", hyper_attention="gc", hyper_attention_in="h_s")
 
 
 def test_file_size_matches_likelihood_estimate():
@@ -145,3 +157,96 @@ def test_symbols_code_to_compressais_streams():
         string = coding.encode_symbols(conditional, symbols, indexes)
         assert string == conditional.compress(y, indexes, means=means)[0]
         assert torch.equal(coding.decode_symbols(conditional, string, indexes), symbols)
+
+
+# --- the checkerboard context ----------------------------------------------------------------------
+
+def checkerboard_model(context_weight: float = 0.05):
+    """A small untrained checkerboard model whose gains (1 to 100) span a range of rates and whose
+    context, zero at init, has random weights that change the second pass's scales and means."""
+    model = small_model("gained-checkerboard-hyperprior", hyper_block=4)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        model.gain.copy_(torch.logspace(0, 2, model.anchors)[:, None].expand_as(model.gain))
+        model.inverse_gain.copy_(1 / model.gain)
+        for parameter in model.entropy_parameters[-1].parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * context_weight)
+    model.update(force=True)
+    return model
+
+
+def test_anchor_mask_is_a_checkerboard():
+    from codec.models.architectures import anchor_mask
+
+    assert anchor_mask(2, 3).tolist() == [[True, False, True], [False, True, False]]
+
+
+def test_checkerboard_decodes_what_its_forward_pass_gives_in_three_streams():
+    """Anchors, then the rest from the anchors' context, then z; the decoder's two passes rebuild
+    the encoder's scales, so the image is the quantized forward pass's (gains from the float64
+    table in coding, from the float32 parameters in the forward pass: a rare symbol may differ)."""
+    model = checkerboard_model()
+    x = to_tensor(natural_image(120, 70), model.downsampling)
+    with torch.inference_mode():
+        expected = model(x, torch.tensor([4.0]))["x_hat"].clamp(0, 1)
+        strings = model.compress(x, 4.0)
+        decoded = model.decompress(strings, *x.shape[-2:], 4.0)
+    assert len(strings) == len(model.latent_names) == 3 and all(strings)
+    difference = (decoded - expected).abs()
+    assert difference.mean() < 1e-3 and difference.max() < 0.05
+
+
+def test_checkerboard_context_changes_the_second_pass_only():
+    """With its context at zero the model codes as the gained hyperprior of the same weights does:
+    the same y symbols, split into anchors and the rest; with a context, the anchors' stream stays
+    and the rest's changes."""
+    from codec.models.architectures import GainedMeanScaleHyperprior
+
+    neutral, trained = checkerboard_model(0.0), checkerboard_model()
+    plain = small_model("gained-mean-scale-hyperprior", hyper_block=4)
+    plain.load_state_dict({k: v for k, v in neutral.state_dict().items() if not k.startswith(neutral.neutral_extensions)})
+    x = to_tensor(natural_image(64, 64), neutral.downsampling)
+    with torch.inference_mode():
+        neutral_strings, trained_strings = neutral.compress(x, 2.0), trained.compress(x, 2.0)
+        torch.testing.assert_close(neutral(x, torch.tensor([2.0]))["x_hat"], plain(x, torch.tensor([2.0]))["x_hat"], rtol=0, atol=0)
+        assert isinstance(plain, GainedMeanScaleHyperprior) and plain.compress(x, 2.0)[1] == neutral_strings[2]
+    assert neutral_strings[0] == trained_strings[0] and neutral_strings[2] == trained_strings[2]
+    assert neutral_strings[1] != trained_strings[1]
+
+
+def test_checkerboard_context_in_tiles_gives_the_whole_image_values(monkeypatch):
+    """Its exact sums make the tiled correction the very same numbers as one piece, and those are
+    the float transforms' of training to within the grid."""
+    from codec.models.architectures import anchor_mask
+
+    model = checkerboard_model()
+    generator = torch.Generator().manual_seed(0)
+    anchors = anchor_mask(40, 70)
+    anchors_hat, hyper = torch.randn(1, 32, 40, 70, generator=generator) * anchors, torch.randn(1, 64, 40, 70, generator=generator)
+    whole = model.contextual_params(hyper, anchors_hat, anchors)
+    monkeypatch.setattr(coding, "WHOLE_PIXELS", 0)
+    assert torch.equal(model.contextual_params(hyper, anchors_hat, anchors), whole)
+    assert torch.equal(whole[..., anchors], hyper[..., anchors]) and not torch.equal(whole, hyper)
+    with torch.no_grad():
+        float_params = model.train().contextual_params(hyper, anchors_hat, anchors)
+    torch.testing.assert_close(whole, float_params, rtol=0, atol=2e-3)
+
+
+def test_the_context_at_some_positions_from_some_taps_is_the_whole_convolution_there():
+    """The exact context, computed at the latents that are not anchors from the taps that are
+    weights, gives exact_forward's values of the full 5x5 convolution there."""
+    from codec.models.architectures import CheckerboardContext, anchor_mask
+    from codec.models.exact import exact_conv_at, exact_forward
+
+    torch.manual_seed(0)
+    context = CheckerboardContext(6, 10)
+    full = nn.Conv2d(6, 10, 5, padding=2)
+    with torch.no_grad():
+        full.weight.copy_(context.kernel())
+        full.bias.copy_(context.bias)
+    anchors = anchor_mask(9, 11)
+    x = torch.randn(2, 6, 9, 11) * anchors
+    positions = (~anchors).flatten().nonzero().squeeze(1)
+    expected = exact_forward(nn.Sequential(full), x).flatten(2)[..., positions]
+    assert torch.equal(exact_conv_at(context, x, positions), expected)
+    torch.testing.assert_close(context(x), full(x))

@@ -3,6 +3,7 @@
 import io
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from codec.cli.main import app
@@ -192,6 +193,40 @@ def test_train_from_a_registered_model(tiny_model, tmp_path):
     assert resumed.exit_code == 0 and "resuming" in resumed.stderr, resumed.output
 
 
+def test_train_adds_a_hyperprior_block_to_a_model_without_one(dataset, tmp_path):
+    """--init of a model without blocks may add one (it starts neutral); a model's own blocks stay."""
+    from codec.train import Checkpoint
+
+    plain, blocked = tmp_path / "plain.ckpt", tmp_path / "blocked.ckpt"
+    assert tiny_checkpoint(dataset, plain).exit_code == 0
+    result = tiny_checkpoint(dataset, blocked, 1, "--init", plain, "--hyper-attention", "sge", "--hyper-attention-in", "h_a")
+    assert result.exit_code == 0, result.output
+    saved = Checkpoint.load(blocked)["config"]
+    assert (saved["hyper_attention"], saved["hyper_attention_in"]) == ("sge", "h_a")
+    assert_one_line_error(tiny_checkpoint(dataset, tmp_path / "other.ckpt", 1, "--init", blocked, "--hyper-attention", "gc"),
+                          f"--init {blocked} has hyper-attention sge in h_a: it cannot take --hyper-attention gc")
+    assert not (tmp_path / "other.ckpt").exists()
+
+
+def test_train_adds_a_checkerboard_context_to_a_variable_rate_model(dataset, tmp_path, codec_home, image_file):
+    from codec.train import Checkpoint
+
+    def variable_rate(out, *options):
+        return run("train", "--data", dataset, "-o", out, "--arch", "gained-mean-scale-hyperprior", "--N", 8, "--M", 16,
+                   "--batch-size", 1, "--crop", 64, "--steps", 1, *options)
+
+    plain, context = tmp_path / "vr.ckpt", tmp_path / "cb.ckpt"
+    assert variable_rate(plain).exit_code == 0
+    result = variable_rate(context, "--init", plain, "--arch", "gained-checkerboard-hyperprior")
+    assert result.exit_code == 0 and "starting from the weights" in result.stderr, result.output
+    assert Checkpoint.load(context)["config"]["arch"] == "gained-checkerboard-hyperprior"
+    assert run("export", context, "--name", "cbtiny").exit_code == 0
+    coded, decoded = tmp_path / "photo.lic", tmp_path / "back.png"
+    assert run("compress", image_file, "-o", coded, "--model", "cbtiny", "-q", 37.5).exit_code == 0
+    result = run("decompress", coded, "-o", decoded)
+    assert result.exit_code == 0 and Image.open(decoded).size == Image.open(image_file).size, result.output
+
+
 def test_batch_in_worker_processes_writes_what_one_process_does(tiny_model, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -241,7 +276,7 @@ def test_train_defaults_are_the_recipe():
 
     options = inspect.signature(train).parameters
     recipe = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-    for name in ("arch", "hyper_attention", "metric", "steps", "batch_size", "crop", "lr", "warmup", "decay_fraction", "ema", "ste", "threads"):
+    for name in ("arch", "hyper_attention", "hyper_attention_in", "metric", "steps", "batch_size", "crop", "lr", "warmup", "decay_fraction", "ema", "ste", "threads"):
         assert options[name].default == recipe[name], name
     assert (options["n"].default, options["m"].default) == (recipe["N"], recipe["M"])
 
@@ -268,6 +303,7 @@ def test_a_model_name_is_never_silently_replaced(tiny_model, dataset, tmp_path, 
 
 @pytest.mark.parametrize("args, fragment", [
     (("--hyper-attention", "foo"), "unknown --hyper-attention 'foo'"),
+    (("--hyper-attention-in", "h_s"), "unknown --hyper-attention-in 'h_s' (choose from both, h_a)"),
     (("--hyper-attention", "sge", "--N", 12), "divisible by groups"),
     (("--batch-size", 0), "--batch-size must be at least 1"),
     (("--steps", 0), "--steps must be at least 1"),

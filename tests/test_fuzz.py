@@ -12,3 +12,17 @@ def test_damaged_files_end_in_clean_errors_or_images(tiny_model):
     assert crashes == []
     assert outcomes["inputs"] == len(data) + 300
     assert outcomes["clean error"] >= len(data)  # every truncation at least
+
+
+def test_damaged_checkerboard_files_end_in_clean_errors_or_images(codec_home):
+    """Garbage in the anchors' stream becomes the context's input: its exact path clamps it."""
+    from codec.models.registry import save_model, user_dir
+    from tests.conftest import SMALL
+    from tests.test_architectures import checkerboard_model
+
+    save_model(checkerboard_model(), user_dir(), name="cbfuzz", arch="gained-checkerboard-hyperprior",
+               config={**SMALL, "hyper_attention": "none", "hyper_block": 4}, lmbda=None, metric="mse", default_quality=30.0)
+    data = codec.compress(natural_image(50, 30), model="cbfuzz")
+    outcomes = fuzz(data, count=200, max_pixels=128 * 128)
+    assert [key for key in outcomes if key.startswith("crash")] == []
+    assert outcomes["inputs"] == len(data) + 200

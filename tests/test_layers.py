@@ -223,3 +223,16 @@ def test_make_hyper_attention(name):
 def test_make_hyper_attention_rejects_unknown():
     with pytest.raises(ValueError, match="unknown hyper_attention"):
         make_hyper_attention("se", 16)
+
+
+@pytest.mark.parametrize("name", ["grn", "gc", "sge", "gct"])
+def test_make_neutral_leaves_a_constant_multiple_that_still_learns(name):
+    """After make_neutral a trained block is a constant times its input (the constant it returns),
+    and its gradients still reach the parameters that make it more than that."""
+    block = randomize(make_hyper_attention(name, 16)).double()
+    scale = block.make_neutral()
+    x = random_input().requires_grad_()
+    y = block(x)
+    torch.testing.assert_close(y, scale * x, rtol=1e-12, atol=1e-12)
+    (y * torch.linspace(-1, 1, x.numel(), dtype=x.dtype).view_as(x)).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())

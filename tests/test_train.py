@@ -1,5 +1,6 @@
 """Training: the loss, the schedule, and checkpoints that resume exactly (or, packed, closely) and are never half-written."""
 
+import dataclasses
 import json
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from codec.errors import CodecError
-from codec.train import Checkpoint, TrainConfig, learning_rate, rd_loss, train
+from codec.train import Checkpoint, TrainConfig, Trainer, learning_rate, rd_loss, train
 from codec.models.architectures import build_model
 
 
@@ -171,6 +172,40 @@ def test_variable_rate_run_starts_from_a_one_rate_model_and_resumes(dataset, tmp
     assert Checkpoint.load(out)["step"] == 2
 
 
+@pytest.mark.parametrize("place", ["both", "h_a"])
+def test_a_model_that_gains_hyperprior_blocks_starts_computing_what_it_did(dataset, tmp_path, place):
+    """Each new block starts neutral (a constant multiple, divided out by the next convolution), so
+    fine-tuning begins from the model it started from, not from a damaged copy."""
+    source = train(config(dataset, 1, hyper_block=4, ema=0.0), tmp_path / "plain.ckpt", report=lambda *a: None)
+    plain = Checkpoint.model(Checkpoint.load(source))
+    generator = torch.Generator().manual_seed(0)
+    y, z = torch.randn(2, 16, 4, 4, generator=generator), torch.randn(2, 8, 1, 1, generator=generator)
+    for block in ("grn", "gc", "sge", "gct"):
+        trainer = Trainer(config(dataset, 1, hyper_block=4, hyper_attention=block, hyper_attention_in=place))
+        trainer.start_from(str(source))
+        model = trainer.model
+        assert any(hasattr(m, "make_neutral") for m in model.h_a)
+        with torch.no_grad():  # the float transforms that training runs
+            torch.testing.assert_close(model.h_a(y), plain.h_a(y), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(model.h_s(z), plain.h_s(z), rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkerboard_model_starts_from_a_variable_rate_one_and_learns_its_context(dataset, tmp_path):
+    """Its context starts at zero, so it first codes as the model it started from does."""
+    gained = dict(lmbda=None, arch="gained-mean-scale-hyperprior", hyper_block=4, ema=0.0)
+    source = train(TrainConfig(**{**config(dataset, 1).__dict__, **gained}), tmp_path / "vr.ckpt", report=lambda *a: None)
+    plain = Checkpoint.model(Checkpoint.load(source)).eval()
+    trainer = Trainer(TrainConfig(**{**config(dataset, 2).__dict__, **gained, "arch": "gained-checkerboard-hyperprior"}))
+    trainer.start_from(str(source))
+    x, position = torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(0)), torch.tensor([3.0])
+    with torch.no_grad():
+        assert torch.equal(trainer.model.eval()(x, position)["x_hat"], plain(x, position)["x_hat"])
+    trainer.model.train()
+    last = trainer.model.entropy_parameters[-1].weight
+    trainer.step()
+    assert last.abs().sum() > 0
+
+
 def test_manifest_records_the_data_without_its_absolute_path(dataset, tmp_path, codec_home, monkeypatch):
     """Inside the current directory: the folder relative to it; elsewhere: its name and a hash of its file list."""
     import hashlib
@@ -198,6 +233,29 @@ def test_a_time_budget_ends_the_run_and_decays_the_learning_rate(dataset, tmp_pa
     assert rows[-1]["lr"] < 0.1 * 1e-3  # from the peak of 1e-3 to near its floor of 5e-5
     with pytest.raises(CodecError, match="already trained"):
         train(config(dataset, 10**6, minutes=0.02, ema=0.0), out, report=lambda *a: None, notice=lambda m: None)
+
+
+def test_a_race_by_the_clock_decays_the_learning_rate_over_the_budget(dataset, monkeypatch):
+    """by_clock: the schedule runs over the contender's own minutes, as `codec train --minutes` does."""
+    import benchmarks.race as racing
+    from benchmarks.race import Contender, race
+    from codec.train import load_validation
+
+    clock, rates = [0.0], []
+    monkeypatch.setattr(racing.time, "monotonic", lambda: clock[0])
+
+    class Timed(Trainer):
+        def step(self, progress=None):
+            clock[0] += 0.125
+            result = super().step(progress=progress)
+            rates.append(self.lr)
+            return result
+
+    recipe = dataclasses.replace(config(dataset, 10**6, decay_fraction=0.5, final_lr_ratio=0.1), warmup=0)
+    race([Contender("timed", Timed(recipe), 1.0, by_clock=True)], every_s=60,
+         val_images=load_validation(sorted(dataset.iterdir())[:1], 64, torch.device("cpu")))
+    assert rates == pytest.approx([learning_rate(recipe, k, progress=k / 8) for k in range(8)])
+    assert rates[:5] == [1e-3] * 5 and rates[-1] < 0.25e-3  # 7/8 of the way: 0.23e-3
 
 
 def test_progress_drives_the_schedule():

@@ -270,6 +270,12 @@ class MeanScaleHyperprior(ScaleHyperprior):
         return scales, means
 
 
+def dequantized(symbols: torch.Tensor, inverse_gain: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """y_hat = symbols * g' + mean as coding computes it: the product of exact numbers in float64,
+    then the mean added in float32, the same on every machine."""
+    return (symbols.double() * inverse_gain).float().add_(means)
+
+
 class GainedMeanScaleHyperprior(MeanScaleHyperprior):
     """One mean-scale hyperprior for every rate: a gain and an inverse-gain vector per channel of y at
     each of a few anchor rate-distortion trade-offs, after Cui et al. 2021 ("Asymmetric Gained Deep
@@ -371,7 +377,7 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         del scales
         symbols = coding.decode_symbols(self.gaussian_conditional, coding.bounded(strings[0], indexes.numel()), indexes)
         del indexes
-        y_hat = (symbols.double() * inverse_gain).float().add_(means)
+        y_hat = dequantized(symbols, inverse_gain, means)
         del means, symbols
         return self.synthesis(y_hat).clamp_(0, 1)
 
@@ -410,12 +416,6 @@ class CheckerboardContext(nn.Module):
 
     def forward(self, anchors_hat: torch.Tensor) -> torch.Tensor:
         return F.conv2d(anchors_hat, self.kernel(), self.bias, padding=self.kernel_size // 2)
-
-
-def dequantized(symbols: torch.Tensor, inverse_gain: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """y_hat = symbols * g' + mean as coding computes it: the product of exact numbers in float64,
-    then the mean added in float32, the same on every machine."""
-    return (symbols.double() * inverse_gain).float().add_(means)
 
 
 class EntropyParameters(nn.Sequential):

@@ -380,7 +380,7 @@ def models():
 @one_line_errors
 def train(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="Folder of training images (searched recursively).")],
+    data: Annotated[list[Path], typer.Option(help="Folder of training images (searched recursively); repeat it for several.")],
     out_path: Annotated[Path, typer.Option("-o", "--output", "--out", help="Checkpoint file; an existing one is resumed.")],
     lmbda: Annotated[Optional[float], typer.Option(
         help="Rate-distortion trade-off λ (higher: more bits, better quality); not for the variable-rate architecture, "
@@ -412,6 +412,12 @@ def train(
     precision: Annotated[str, typer.Option(
         help="Arithmetic of g_a and g_s: float32, or bfloat16 (autocast: 1.27x the steps on a CPU with AVX512-BF16, "
              "but it learned less per minute when measured).")] = "float32",
+    rate_bias: Annotated[float, typer.Option(
+        help="Variable-rate: draw the crops' rates with density ~ position^B, toward the high rates (0: uniform; up to 10).")] = 0.0,
+    synthetic: Annotated[float, typer.Option(
+        help="Share of crops generated (flat colours, gradients, stripes, edges, glyphs, noise) instead of cut from --data.")] = 0.0,
+    downscale: Annotated[float, typer.Option(
+        help="Share of crops cut from a random antialiased 1-2x downscale of their image.")] = 0.0,
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation images, scored every --val-every steps.")] = None,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
     name: Annotated[Optional[str], typer.Option(help="Register the result as this model when done.")] = None,
@@ -474,10 +480,10 @@ def train(
         raise CodecError(f"--minutes must be positive (got {minutes:g})")
     training_device(device), trains_in_bfloat16(precision)  # an unknown value, or CUDA where there is none: refused now
     config = TrainConfig(
-        data=str(data), lmbda=None if variable_rate else lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
+        data=os.pathsep.join(map(str, data)), lmbda=None if variable_rate else lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
         hyper_attention_in=hyper_attention_in,
         metric=metric, steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
-        minutes=minutes, device=device, precision=precision,
+        minutes=minutes, device=device, precision=precision, rate_bias=rate_bias, synthetic=synthetic, downscale=downscale,
     )
     try:  # what the model checks itself: the hyperprior's blocks, SGE's groups (which must divide the channels)
         multiple = build_model(arch, **config.model_config()).downsampling

@@ -11,7 +11,7 @@ from pathlib import Path
 from codec.errors import CodecError, ModelError
 from codec.evaluate import measure, summarize
 from codec.fileio import image_files
-from codec.train import Checkpoint, TrainConfig, hardware
+from codec.train import Checkpoint, TrainConfig, data_folders, hardware
 from codec.models.architectures import is_variable_rate
 from codec.models.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
 
@@ -51,7 +51,8 @@ def data_description(folder: str) -> str:
 def training_command(config: TrainConfig) -> str:
     """The `codec train` command line that runs this recipe."""
     return (
-        f"codec train --data {config.data}" + ("" if config.lmbda is None else f" --lmbda {config.lmbda}")
+        "codec train " + " ".join(f"--data {folder}" for folder in data_folders(config.data))
+        + ("" if config.lmbda is None else f" --lmbda {config.lmbda}")
         + f" --arch {config.arch} --N {config.N} "
         f"--M {config.M} --hyper-attention {config.hyper_attention} "
         + ("" if config.hyper_attention == "none" else f"--hyper-attention-in {config.hyper_attention_in} ")
@@ -61,6 +62,8 @@ def training_command(config: TrainConfig) -> str:
         + (f" --init {config.init}" if config.init else "")
         + (f" --minutes {config.minutes:g}" if config.minutes else "")
         + (f" --precision {config.precision}" if config.precision != "float32" else "")
+        + "".join(f" --{name.replace('_', '-')} {getattr(config, name):g}" for name in ("rate_bias", "synthetic", "downscale")
+                  if getattr(config, name))
     )
 
 
@@ -86,7 +89,7 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, default_q
         raise CodecError(f"{checkpoint}: no such checkpoint")
     state = Checkpoint.load(Path(checkpoint))
     config = Checkpoint.config(state)
-    config = dataclasses.replace(config, data=data_description(config.data))  # for the manifest
+    config = dataclasses.replace(config, data=os.pathsep.join(map(data_description, data_folders(config.data))))  # for the manifest
     model = Checkpoint.model(state)
     model.update(force=True)
     variable = is_variable_rate(config.arch)

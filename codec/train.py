@@ -32,6 +32,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from codec.errors import CodecError
 from codec.fileio import atomic_write, image_files
+from codec.synthetic import random_image
 from codec.image import to_tensor
 from codec.models.architectures import GainedMeanScaleHyperprior, build_model
 from codec.models.registry import get_card, load_model
@@ -64,6 +65,18 @@ class TrainConfig:
     minutes: float | None = None  # a budget of training time: the run ends at it or at `steps`, whichever comes first
     device: str = "auto"  # cpu, cuda, or auto: CUDA where there is one
     precision: str = "float32"  # g_a's and g_s's arithmetic: float32 or bfloat16 (autocast); see trains_in_bfloat16
+    rate_bias: float = 0.0  # variable-rate: crops' rate positions drawn with density ~ position^rate_bias (0: uniform)
+    synthetic: float = 0.0  # share of crops generated (codec.synthetic) instead of cut from the data
+    downscale: float = 0.0  # share of crops cut from a random antialiased downscale (1-2x) of their image
+
+    def __post_init__(self):
+        if not 0 <= self.rate_bias <= 10:
+            raise CodecError(f"--rate-bias must be from 0 to 10 (got {self.rate_bias:g})")
+        if self.rate_bias and self.lmbda is not None:
+            raise CodecError("--rate-bias is for a variable-rate --arch (a one-rate model trains at its --lmbda)")
+        for name in ("synthetic", "downscale"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise CodecError(f"--{name} must be a share from 0 to 1 (got {getattr(self, name):g})")
 
     def model_config(self) -> dict:
         config = {"N": self.N, "M": self.M}
@@ -72,21 +85,30 @@ class TrainConfig:
         return config
 
 
+def data_folders(data: str) -> list[str]:
+    """The folders a recipe's `data` names: one, or several joined by os.pathsep (`--data` repeated)."""
+    return data.split(os.pathsep)
+
+
 class CropSampler:
     """Random crops from images held as uint8 on the training device, picked in proportion to their
     area: no JPEG decoding and no host-to-device copy per step. The picks are drawn on the host's
-    generator, so a step asks nothing back of a GPU."""
+    generator, so a step asks nothing back of a GPU. A `synthetic` share of the crops is generated
+    instead (codec.synthetic), and a `downscale` share is cut from a region up to twice the crop's
+    side and shrunk to it with antialiasing, so that camera noise and JPEG artifacts wash out."""
 
-    def __init__(self, folder: str | Path, crop: int, device: torch.device = torch.device("cpu")):
-        self.crop = crop
+    def __init__(self, data: str, crop: int, device: torch.device = torch.device("cpu"), synthetic: float = 0.0,
+                 downscale: float = 0.0):
+        self.crop, self.device, self.synthetic, self.downscale = crop, device, synthetic, downscale
         self.images = []
-        for path in image_files(folder):
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB"))
-            if min(array.shape[:2]) >= crop:
-                self.images.append(torch.from_numpy(array.copy()).permute(2, 0, 1).to(device))
+        for folder in data_folders(data):
+            for path in image_files(folder):
+                with Image.open(path) as image:
+                    array = np.asarray(image.convert("RGB"))
+                if min(array.shape[:2]) >= crop:
+                    self.images.append(torch.from_numpy(array.copy()).permute(2, 0, 1).to(device))
         if not self.images:
-            raise CodecError(f"{folder}: no image is at least {crop}x{crop}")
+            raise CodecError(f"{data}: no image is at least {crop}x{crop}")
         areas = torch.tensor([im.shape[1] * im.shape[2] for im in self.images], dtype=torch.float64)
         self.weights = areas / areas.sum()
 
@@ -94,14 +116,22 @@ class CropSampler:
         picks = torch.multinomial(self.weights, size, replacement=True, generator=generator)
         crops = []
         for index in picks.tolist():
+            if self.synthetic and torch.rand(1, generator=generator) < self.synthetic:
+                crops.append(random_image(self.crop, generator).to(self.device))
+                continue
             image = self.images[index]
-            top = int(torch.randint(image.shape[1] - self.crop + 1, (1,), generator=generator))
-            left = int(torch.randint(image.shape[2] - self.crop + 1, (1,), generator=generator))
-            crop = image[:, top : top + self.crop, left : left + self.crop]
+            side = self.crop
+            if self.downscale and torch.rand(1, generator=generator) < self.downscale:
+                side = min(int(self.crop * 2 ** float(torch.rand(1, generator=generator))), *image.shape[1:])
+            top = int(torch.randint(image.shape[1] - side + 1, (1,), generator=generator))
+            left = int(torch.randint(image.shape[2] - side + 1, (1,), generator=generator))
+            crop = image[:, top : top + side, left : left + side].float().div_(255)
+            if side != self.crop:
+                crop = F.interpolate(crop[None], size=self.crop, mode="bilinear", antialias=True)[0].clamp_(0, 1)
             if torch.rand(1, generator=generator) < 0.5:
                 crop = crop.flip(2)
             crops.append(crop)
-        return torch.stack(crops).float().div_(255)
+        return torch.stack(crops)
 
 
 def likelihood_bpp(likelihoods: dict, num_pixels: int) -> torch.Tensor:
@@ -138,6 +168,12 @@ def variable_rate_loss(output: dict, x: torch.Tensor, lambdas: torch.Tensor, met
         distortion = 1 - ms_ssim(output["x_hat"].clamp(0, 1), x, data_range=1.0, size_average=False)
     weights = (lambdas / LOSS_REFERENCE).pow(-LOSS_EXPONENT)
     return (weights * (lambdas * distortion + bpp)).mean(), bpp.mean(), mse.mean()
+
+
+def rate_positions(count: int, anchors: int, bias: float, generator: torch.Generator) -> torch.Tensor:
+    """`count` rate positions over the anchors' span [0, anchors - 1], with density proportional to
+    position^bias: uniform at 0, toward the high rates above (whose transforms set the quality ceiling)."""
+    return torch.rand(count, generator=generator).pow_(1 / (1 + bias)).mul_(anchors - 1)
 
 
 def learning_rate(config: TrainConfig, step: int, progress: float | None = None) -> float:
@@ -384,7 +420,7 @@ class Trainer:
         self.optimizers = make_optimizers(self.model, config)
         self.average = self.new_average()
         self.generator = torch.Generator().manual_seed(config.seed + rank)
-        self.sampler = CropSampler(config.data, config.crop, device)
+        self.sampler = CropSampler(config.data, config.crop, device, config.synthetic, config.downscale)
         self.step_count = 0
         self.skipped = 0  # batches skipped in a row for non-finite gradients
         # The quantiles never reach the RD loss (training adds noise rather than subtracting their
@@ -437,8 +473,8 @@ class Trainer:
         if x is None:
             x = self.sampler.batch(config.batch_size, self.generator).to(self.device)
         if isinstance(self.model, GainedMeanScaleHyperprior):
-            # Every crop its own rate, uniform over the anchors' span: the whole curve trains at once.
-            positions = torch.rand(x.shape[0], generator=self.generator).mul_(self.model.anchors - 1).to(self.device)
+            # Every crop its own rate: the whole curve trains at once.
+            positions = rate_positions(x.shape[0], self.model.anchors, config.rate_bias, self.generator).to(self.device)
             output = self.forward(x, positions)
             loss, bpp, mse = variable_rate_loss(output, x, self.model.lambdas(positions), config.metric)
         else:

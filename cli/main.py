@@ -395,7 +395,7 @@ def train(
     hyper_block: Annotated[int, typer.Option(
         help="Side, in latents, of the blocks the hyperprior works on alone (4: 64 pixels); 0: the whole image.")] = 4,
     n: Annotated[int, typer.Option("--N", help="Channels of the transforms.")] = 128,
-    m: Annotated[int, typer.Option("--M", help="Channels of the latent y.")] = 192,
+    m: Annotated[int, typer.Option("--M", help="Channels of the latent y; with --init, more than its model's widens it (the new channels start at zero).")] = 192,
     metric: Annotated[str, typer.Option(help="Distortion: mse or ms-ssim.")] = "mse",
     steps: Annotated[int, typer.Option(help="Total training steps.")] = 5000,
     minutes: Annotated[Optional[float], typer.Option(
@@ -462,7 +462,10 @@ def train(
         source_arch, source_config, _ = init_source(init)
         if not extends(arch, source_arch):
             arch = source_arch
-        n, m = source_config["N"], source_config["M"]
+        typed_m = ctx.get_parameter_source("m").name == "COMMANDLINE"
+        if typed_m and m < source_config["M"]:
+            raise CodecError(f"--M {m}: --init {init} has a latent of {source_config['M']} channels, which can only widen")
+        n, m = source_config["N"], m if typed_m else source_config["M"]
         hyper_block = source_config.get("hyper_block", 0)
         if source_config.get("hyper_attention", "none") != "none":  # a model keeps its blocks
             typed_attention = [f"--{name.replace('_', '-')} {value}" for name, value in

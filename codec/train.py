@@ -36,6 +36,7 @@ from codec.synthetic import random_image
 from codec.image import to_tensor
 from codec.models.architectures import GainedMeanScaleHyperprior, build_model
 from codec.models.registry import get_card, load_model
+from codec.models.widen import widened
 
 @dataclass
 class TrainConfig:
@@ -443,13 +444,20 @@ class Trainer:
         (a path). A variable-rate model may start from a one-rate model of the same transforms: its
         gains then start at initial_gains of that model's lambda. A model may start from one without
         its hyperprior blocks, which then start neutral (start_new_blocks_neutral), or without the
-        parts that its architecture starts neutral (a checkerboard context: neutral_extensions)."""
+        parts that its architecture starts neutral (a checkerboard context: neutral_extensions), or with
+        a narrower latent, which is widened first (models/widen.py)."""
         if Path(init).is_file():
             state = Checkpoint.load(Path(init))
-            weights, lmbda = Checkpoint.weights(state), Checkpoint.config(state).lmbda
+            source, lmbda = Checkpoint.model(state), Checkpoint.config(state).lmbda
         else:
             card = get_card(init)
-            weights, lmbda = load_model(card).state_dict(), card.lmbda
+            source, lmbda = load_model(card), card.lmbda
+        if source.M < self.config.M:
+            try:
+                source = widened(source, self.config.M)
+            except ValueError as error:
+                raise CodecError(f"{init}: {error}")
+        weights = source.state_dict()
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         missing = set(missing) - start_new_blocks_neutral(self.model, set(missing))
         missing = {key for key in missing if not key.startswith(self.model.neutral_extensions)}

@@ -7,7 +7,8 @@
 #
 # MINUTES (training budget, default 6), BATCH (default 32), CROP (default 256), LR (default 2e-4), INIT
 # (the model to continue, default vr3), ARCH (an architecture that extends INIT's, e.g.
-# gained-checkerboard-hyperprior; default INIT's own) and
+# gained-checkerboard-hyperprior; default INIT's own), TRAIN_ARGS (more `codec train` options, e.g.
+# "--M 320 --rate-bias 0.5 --synthetic 0.05 --downscale 0.3") and
 # INSTALL=0 (use the codec already importable, for a dry run on the CPU) change what it does.
 set -euo pipefail
 REPO=$(pwd)
@@ -34,7 +35,7 @@ tar -C /tmp -czf "$OUT/cross-gpu.tgz" cross-gpu
 
 # Training: from the shipped weights, on the carried images, for MINUTES; weights exported every 2 minutes.
 "${CODEC[@]}" train --data "$REPO/runs/gpu/train" --out /tmp/run.ckpt --init "$INIT" ${ARCH:+--arch "$ARCH"} --batch-size "$BATCH" --crop "$CROP" \
-  --lr "$LR" --steps 1000000 --minutes "$MINUTES" --threads 8 --val "$REPO/runs/gpu/val" --val-every 1000 \
+  --lr "$LR" --steps 1000000 --minutes "$MINUTES" --threads 8 --val "$REPO/runs/gpu/val" --val-every 1000 ${TRAIN_ARGS:-} \
   > "$OUT/train.out" 2>&1 &
 trainer=$!
 export_weights() {

@@ -70,3 +70,23 @@ def test_only_a_wider_latent_of_a_plain_variable_rate_model():
         widened(trained_like(), 16)
     with pytest.raises(ValueError, match="only a GainedMeanScaleHyperprior"):
         widened(small_model("mean-scale-hyperprior"), 40)
+
+
+def test_the_command_widens_a_registered_model_and_refuses_to_narrow_it(codec_home, tmp_path):
+    from typer.testing import CliRunner
+
+    from codec.cli.main import app
+    from codec.train import Checkpoint
+    from tests.conftest import image_folder
+
+    data = image_folder(tmp_path / "data", 90, 70)
+    common = ["train", "--data", str(data), "--batch-size", "2", "--crop", "64", "--steps", "1"]
+    result = CliRunner().invoke(app, common + ["--out", str(tmp_path / "a.ckpt"), "--arch", "gained-mean-scale-hyperprior",
+                                               "--N", "8", "--M", "16", "--name", "small-vr"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, common + ["--out", str(tmp_path / "narrow.ckpt"), "--init", "small-vr", "--M", "8"])
+    assert result.exit_code == 1 and "can only widen" in result.stderr and result.stderr.count("\n") == 1, result.output
+    assert not (tmp_path / "narrow.ckpt").exists()
+    result = CliRunner().invoke(app, common + ["--out", str(tmp_path / "wide.ckpt"), "--init", "small-vr", "--M", "24"])
+    assert result.exit_code == 0, result.output
+    assert Checkpoint.model(Checkpoint.load(tmp_path / "wide.ckpt")).M == 24

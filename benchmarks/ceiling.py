@@ -107,7 +107,7 @@ def main():
     parser.add_argument("--crops", type=int, default=12, help="training crops to score")
     parser.add_argument("--model", help="a registered variable-rate model (default: the default one)")
     parser.add_argument("--anchors", default="0,4,8", help="anchors to score, comma-separated")
-    parser.add_argument("--limit", type=int, help="score only the first N Kodak images")
+    parser.add_argument("--limit", type=int, help="score only the first N Kodak images (0: the patterns alone)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write every figure as JSON here")
     args = parser.parse_args()
@@ -120,7 +120,8 @@ def main():
     if any(not 0 <= a < net.anchors for a in anchors):
         parser.error(f"--anchors must be from 0 to {net.anchors - 1}")
     patterns = {name: to_image(p[None], "RGB") for name, p in reference_patterns().items()}
-    sets = {"kodak": {p.name: open_image(p) for p in image_files(args.kodak)[: args.limit]}, "patterns": patterns}
+    kodak = {p.name: open_image(p) for p in image_files(args.kodak)[: args.limit]}
+    sets = {"kodak": kodak, "patterns": patterns} if kodak else {"patterns": patterns}
     if args.train:
         sets["training crops"] = training_crops(args.train, args.crops)
     started = time.monotonic()

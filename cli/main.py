@@ -644,6 +644,93 @@ def fetch(
               f"{len(KODAK_SHA256) - downloaded} already there)", markup=False)
 
 
+@app.command()
+@one_line_errors
+def compare(
+    image: Annotated[Path, typer.Argument(help="The image to code.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", metavar="PATH", help="The HTML page (default: beside the image, NAME.compare.html).")] = None,
+    png: Annotated[Optional[Path], typer.Option(
+        "--png", metavar="PATH", help="Write a PNG sheet with zoomed crops instead of the page (with -o, both).")] = None,
+    quality: Annotated[Optional[float], typer.Option("-q", "--quality", help="Our quality, 0-100; default: the model's.")] = None,
+    target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", help="Our file: the highest quality within this many bits per pixel.")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", metavar="BYTES", help="Our file: the highest quality within this many bytes.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `codec models`); default: the shipped one.")] = None,
+    baselines: Annotated[str, typer.Option(
+        help="Comma-separated: jpeg420, jpeg444, jpeg (both), webp, avif, jpeg2000, all.")] = "jpeg420,webp,avif,jpeg2000",
+    force: Force = False,
+):
+    """Code an image with this codec and with JPEG, WebP, AVIF and JPEG 2000, each at its largest file within
+    ours, and show them: an HTML page (swipe, zoom to 8:1, difference maps, a table) that fetches nothing."""
+    from codec.baselines import parse_baselines
+    from codec.compare import compare as compare_image, html_page, rows, sheet
+    from codec.image import open_image
+
+    codecs = parse_baselines(baselines)
+    if png is not None and png.suffix.lower() != ".png":
+        raise CodecError(f"{png}: --png writes a PNG file: name it .png")
+    page = output if output is not None or png is not None else image.with_name(image.stem + ".compare.html")
+    targets = [target for target in (page, png) if target is not None]
+    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
+        raise CodecError(f"{png}: -o and --png name the same file")
+    for target in targets:
+        if target.resolve() == image.resolve():
+            raise CodecError(f"{target}: output would overwrite its own input")
+        if target.is_dir():
+            raise CodecError(f"{target}: is a folder (name the output file)")
+        if target.exists() and not force:
+            raise CodecError(f"{target}: already exists (use --force to overwrite)")
+    comparison = compare_image(open_image(image), image.name, quality, target_bpp, size, model, codecs)
+    contents = []
+    if page is not None:
+        contents.append((page, html_page(comparison).encode("utf-8")))
+    if png is not None:
+        buffer = io.BytesIO()
+        sheet(comparison).save(buffer, "PNG")
+        contents.append((png, buffer.getvalue()))
+    created = []
+    try:  # all of them or none that was not there before
+        for target, data in contents:
+            new = not target.exists()
+            atomic_write(target, lambda f: f.write(data))
+            if new:
+                created.append(target)
+    except BaseException:
+        for target in created:
+            target.unlink(missing_ok=True)
+        raise
+    cells = rows(comparison)
+    width = max(len(f"{row['codec']} {row['setting']}") for row in cells)
+    for row in cells:
+        out.print(f"{row['codec'] + ' ' + row['setting']:<{width}}  {row['bytes']:>7} bytes  {row['bpp']} bpp  PSNR {row['psnr']} dB  "
+                  f"MS-SSIM {row['ms_ssim']} ({row['ms_ssim_db']} dB)  encode {row['encode']} ms  decode {row['decode']} ms"
+                  + (f"  ({row['note']})" if row["note"] else ""), markup=False)
+    out.print("wrote " + ", ".join(str(target) for target, _ in contents), markup=False)
+
+
+@app.command()
+@one_line_errors
+def info(
+    files: Annotated[list[Path], typer.Argument(help=".lic files.", show_default=False)],
+):
+    """Describe .lic files without decoding them: model, quality, dimensions, streams and their sizes, metadata."""
+    from codec.info import describe
+
+    failures = 0
+    for number, path in enumerate(files):
+        try:
+            lines = describe(path.read_bytes())
+        except (CodecError, OSError) as error:
+            report_failure(path, message_of(error))
+            failures += 1
+            continue
+        out.print(("\n" if number else "") + str(path), markup=False)
+        for field, value in lines:
+            out.print(f"  {field:<12}{value}", markup=False)
+    if failures:
+        raise typer.Exit(1)
+
+
 def main():
     from codec.allocator import retain_freed_memory
 

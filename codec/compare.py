@@ -3,8 +3,8 @@ shown side by side, so that people can choose a codec by looking.
 
 Our file is coded first (at a quality, or at the quality a size or bpp budget allows); then each
 baseline's setting is searched by bisection for the largest file at or under ours. Every codec is
-timed on one encode and one decode at its chosen setting (after the search, if there was one; never
-counting the loading of our model's weights). The results go to a self-contained HTML page (the
+timed on one encode and one decode at its chosen setting, after an untimed round that loads our
+model and pays each coder's first-call costs. The results go to a self-contained HTML page (the
 decoded images, as PNG, and their difference maps, all inline: the page fetches nothing) or to a
 PNG sheet with zoomed crops.
 """
@@ -28,7 +28,7 @@ from codec.api import compress, compress_to_target, decompress
 from codec.bitstream import Bitstream
 from codec.errors import CodecError
 from codec.metrics import bits_per_pixel, ms_ssim, ms_ssim_db, psnr
-from codec.models.registry import default_card, get_card, load_model
+from codec.models.registry import default_card, get_card
 
 OURS = "lic"  # the key of our codec on the page
 HEAT_PERCENTILE = 99  # the difference maps' white: this percentile of every codec's differences
@@ -66,6 +66,9 @@ Clock = Callable[[], float]
 
 
 def _timed(encode: Callable[[], bytes], decode: Callable[[bytes], Image.Image], clock: Clock) -> tuple[bytes, Image.Image, float, float]:
+    """The file, its decoding and the seconds of each, timed on a second round: the first loads
+    the model and pays each coder's first-call costs."""
+    decode(encode())
     start = clock()
     data = encode()
     encoded = clock()
@@ -99,8 +102,6 @@ def code_ours(image: Image.Image, quality: float | None = None, bpp: float | Non
             raise CodecError(f"no quality of model {card.name} fits in {wanted} "
                              f"(the smallest, quality {result.quality:g}, makes {len(result.data):,} bytes, {result.bpp:.4f} bpp)")
         quality = result.quality
-    else:
-        load_model(card)  # loading the weights is not part of the encode time
     timed = _timed(lambda: compress(image, quality=quality, model=card.name), decompress, clock)
     hundredths = Bitstream.from_bytes(timed[0]).quality
     return _result(OURS, f"lic {card.name}", "one rate" if hundredths is None else f"q{hundredths / 100:g}", image, timed)
@@ -230,8 +231,8 @@ def html_page(comparison: Comparison) -> str:
             "left": OURS, "right": entries[2]["key"] if len(entries) > 2 else "original"}
     table = rows(comparison)
     columns = table_columns(table)
-    head = "".join(f"<th>{html.escape(title)}</th>" for _, title in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[key])}</td>" for key, _ in columns) + "</tr>" for row in table)
+    head = "".join(f'<th class="{key}">{html.escape(title)}</th>' for key, title in columns)
+    body = "".join("<tr>" + "".join(f'<td class="{key}">{html.escape(row[key])}</td>' for key, _ in columns) + "</tr>" for row in table)
     legend = _data_uri(Image.fromarray(_colormap()[None], "RGB"))
     return (PAGE.replace("{title}", html.escape(f"codec compare: {comparison.name}"))
             .replace("{summary}", html.escape(summary(comparison)))
@@ -321,12 +322,13 @@ PAGE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
+html { scrollbar-gutter: stable; }
 body { font: 14px/1.4 system-ui, sans-serif; margin: 12px 16px; color: #222; background: #fafafa; }
 h1 { font-size: 18px; margin: 0 0 4px; }
 p { margin: 0 0 8px; }
 .controls { display: flex; flex-wrap: wrap; gap: 6px 16px; align-items: center; margin-bottom: 6px; }
 .controls button[aria-pressed="true"] { background: #0047ab; color: white; border-color: #0047ab; }
-#view { position: relative; height: 70vh; min-height: 240px; overflow: hidden; background: #444; cursor: grab;
+#view { position: relative; overflow: hidden; background: #444; cursor: grab;
         touch-action: none; user-select: none; }
 #view.panning { cursor: grabbing; }
 #view img { position: absolute; left: 0; top: 0; max-width: none; transform-origin: 0 0; pointer-events: none; }
@@ -339,7 +341,7 @@ p { margin: 0 0 8px; }
 #split { width: 100%; margin: 6px 0 10px; }
 table { border-collapse: collapse; margin: 8px 0; }
 th, td { padding: 3px 10px; text-align: right; border-bottom: 1px solid #ddd; }
-th:first-child, td:first-child, th:nth-child(2), td:nth-child(2), td:last-child { text-align: left; }
+.codec, .setting, .note { text-align: left; }
 tbody tr:first-child { font-weight: 600; }
 .legend { display: flex; align-items: center; gap: 8px; font-size: 12px; }
 .legend img { width: 200px; height: 12px; image-rendering: pixelated; }
@@ -438,8 +440,12 @@ view.addEventListener("pointermove", event => {
 for (const type of ["pointerup", "pointercancel"]) {
   view.addEventListener(type, () => { drag = null; view.classList.remove("panning"); });
 }
-window.addEventListener("resize", () => zoom(level, view.clientWidth / 2, view.clientHeight / 2));
+function size() {  // the image's shape, at most 70 % of the window's height
+  view.style.height = Math.max(240, Math.min(0.7 * window.innerHeight, view.clientWidth * data.height / data.width)) + "px";
+}
+window.addEventListener("resize", () => { size(); zoom(level, view.clientWidth / 2, view.clientHeight / 2); });
 show();
+size();
 scale = scaleOf(0);
 place();
 </script>

@@ -678,6 +678,9 @@ def compare(
             raise CodecError(f"{target}: output would overwrite its own input")
         if target.is_dir():
             raise CodecError(f"{target}: is a folder (name the output file)")
+        folder = next(parent for parent in target.absolute().parents if parent.exists())
+        if not folder.is_dir():
+            raise CodecError(f"{target}: {folder} is not a folder")
         if target.exists() and not force:
             raise CodecError(f"{target}: already exists (use --force to overwrite)")
     comparison = compare_image(open_image(image), image.name, quality, target_bpp, size, model, codecs)
@@ -703,7 +706,7 @@ def compare(
     width = max(len(f"{row['codec']} {row['setting']}") for row in cells)
     for row in cells:
         out.print(f"{row['codec'] + ' ' + row['setting']:<{width}}  {row['bytes']:>7} bytes  {row['bpp']} bpp  PSNR {row['psnr']} dB  "
-                  f"MS-SSIM {row['ms_ssim']} ({row['ms_ssim_db']} dB)  encode {row['encode']} ms  decode {row['decode']} ms"
+                  f"{row['ms_ssim_line']}  encode {row['encode']} ms  decode {row['decode']} ms"
                   + (f"  ({row['note']})" if row["note"] else ""), markup=False)
     out.print("wrote " + ", ".join(str(target) for target, _ in contents), markup=False)
 

@@ -16,6 +16,7 @@ import html
 import io
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -31,7 +32,7 @@ from codec.metrics import bits_per_pixel, ms_ssim, ms_ssim_db, psnr
 from codec.models.registry import default_card, get_card
 
 OURS = "lic"  # the key of our codec on the page
-HEAT_PERCENTILE = 99  # the difference maps' white: this percentile of every codec's differences
+HEAT_PERCENTILE = 99  # the difference maps' brightest colour: from this percentile of every codec's differences up
 HEAT_COLORMAP = "inferno"
 
 
@@ -41,7 +42,7 @@ class Coded:
 
     key: str  # OURS or a baseline's name
     label: str
-    setting: str  # as the codec's own options say it: "q32", "ratio 96.3:1"
+    setting: str  # as the codec's own options say it: "q32", or JPEG 2000's compression ratio "96.3:1"
     size: int  # bytes of the file
     decoded: Image.Image
     psnr: float
@@ -56,10 +57,6 @@ class Comparison:
     name: str  # the image, as the page names it
     reference: Image.Image
     coded: tuple[Coded, ...]  # ours first
-
-    @property
-    def budget(self) -> int:
-        return self.coded[0].size
 
 
 Clock = Callable[[], float]
@@ -189,18 +186,19 @@ def _number(value: float | None, digits: int) -> str:
 
 
 def rows(comparison: Comparison) -> list[dict]:
-    """The table's cells per codec, shared by the page and the sheet."""
-    rows = []
+    """The table's cells per codec, shared by the page, the sheet and the command's report."""
+    table = []
     for coded in comparison.coded:
         score = coded.ms_ssim
-        rows.append({
+        table.append({
             "codec": coded.label, "setting": coded.setting, "bytes": f"{coded.size:,}",
             "bpp": f"{bits_per_pixel(coded.size, comparison.reference):.4f}", "psnr": _number(coded.psnr, 2),
             "ms_ssim": _number(score, 4), "ms_ssim_db": "n/a" if score is None else _number(ms_ssim_db(score), 2),
+            "ms_ssim_line": "MS-SSIM n/a (image too small)" if score is None else f"MS-SSIM {score:.4f} ({_number(ms_ssim_db(score), 2)} dB)",
             "encode": f"{coded.encode_s * 1000:.0f}", "decode": f"{coded.decode_s * 1000:.0f}",
             "note": "" if coded.fits else "its smallest file, over ours",
         })
-    return rows
+    return table
 
 
 TABLE_COLUMNS = (("codec", "codec"), ("setting", "setting"), ("bytes", "bytes"), ("bpp", "bpp"), ("psnr", "PSNR dB"),
@@ -233,16 +231,12 @@ def html_page(comparison: Comparison) -> str:
     columns = table_columns(table)
     head = "".join(f'<th class="{key}">{html.escape(title)}</th>' for key, title in columns)
     body = "".join("<tr>" + "".join(f'<td class="{key}">{html.escape(row[key])}</td>' for key, _ in columns) + "</tr>" for row in table)
-    legend = _data_uri(Image.fromarray(_colormap()[None], "RGB"))
-    return (PAGE.replace("{title}", html.escape(f"codec compare: {comparison.name}"))
-            .replace("{summary}", html.escape(summary(comparison)))
-            .replace("{table}", f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>")
-            .replace("{legend}", legend).replace("{scale}", f"{scale:.1f}")
-            .replace("{data}", json.dumps(data).replace("</", "<\\/")))
-
-
-def _font(size: int):
-    return ImageFont.load_default(size)
+    values = {
+        "title": html.escape(f"codec compare: {comparison.name}"), "summary": html.escape(summary(comparison)),
+        "table": f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>", "scale": f"{scale:.1f}",
+        "legend": _data_uri(Image.fromarray(_colormap()[None], "RGB")), "data": json.dumps(data).replace("</", "<\\/"),
+    }
+    return re.sub(r"\{(title|summary|table|scale|legend|data)\}", lambda match: values[match.group(1)], PAGE)  # in one pass
 
 
 def _windows(total: np.ndarray, side: int, count: int) -> list[tuple[int, int]]:
@@ -277,7 +271,7 @@ def sheet(comparison: Comparison, cell: int = 256, crop: int = 64) -> Image.Imag
     def shrunk(image: Image.Image) -> Image.Image:
         return image.convert("RGB").resize(thumb, Image.Resampling.NEAREST if fit >= 1 else Image.Resampling.LANCZOS)
 
-    font, small = _font(15), _font(13)
+    font, small = ImageFont.load_default(15), ImageFont.load_default(13)
     pad, text_rows = 10, 6
     header = text_rows * 17 + pad
     column = max(cell, side * zoom) + pad
@@ -293,7 +287,7 @@ def sheet(comparison: Comparison, cell: int = 256, crop: int = 64) -> Image.Imag
             lines = ["original", f"{width}x{height}", "", "difference maps: RMS over RGB,", f"brightest from {scale:.1f} of 255 up"]
         else:
             lines = [f"{row['codec']} {row['setting']}", f"{row['bytes']} bytes, {row['bpp']} bpp", f"PSNR {row['psnr']} dB",
-                     f"MS-SSIM {row['ms_ssim']} ({row['ms_ssim_db']} dB)", f"encode {row['encode']} ms, decode {row['decode']} ms", row["note"]]
+                     row["ms_ssim_line"], f"encode {row['encode']} ms, decode {row['decode']} ms", row["note"]]
         for line_number, line in enumerate(lines):
             draw.text((x, y + line_number * 17), line, fill="black" if line_number else "#0047ab", font=font if line_number == 0 else small)
         y += header

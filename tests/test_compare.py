@@ -109,14 +109,15 @@ def embedded(page: str) -> dict:
 
 
 def test_the_page_embeds_everything(tiny_variable_model, photo, tmp_path):
-    comparison = compare(Image.open(photo).convert("RGB"), "photo <b>.png", quality=50, model="tinyvr",
+    comparison = compare(Image.open(photo).convert("RGB"), "photo <b>{table}.png", quality=50, model="tinyvr",
                          baselines=("jpeg420", "webp"))
     page = html_page(comparison)
     parser = Sources()
     parser.feed(page)
     assert parser.urls and all(url.startswith("data:") for url in parser.urls)
     assert not parser.tags & {"link", "iframe", "object", "embed", "base"}
-    assert "url(" not in page and "@import" not in page and "photo <b>" not in page and "photo &lt;b&gt;.png" in page
+    assert "url(" not in page and "@import" not in page and "photo <b>" not in page
+    assert page.count("<thead>") == 1 and "photo &lt;b&gt;{table}.png" in page
     data = embedded(page)
     assert [c["key"] for c in data["codecs"]] == ["original", "lic", "jpeg420", "webp"]
     for codec, coded in zip(data["codecs"][1:], comparison.coded):  # the decoded pixels, exactly
@@ -177,7 +178,24 @@ def test_cli_compare_bad_inputs(tiny_variable_model, photo, tmp_path):
     assert_one_line_error(run("compare", tmp_path / "notes.txt", "--model", "tinyvr"), "not an image file")
     assert_one_line_error(run("compare", photo, "-o", photo), "would overwrite its own input")
     assert_one_line_error(run("compare", photo, "-o", tmp_path / "x.png", "--png", tmp_path / "x.png"), "same file")
+    assert_one_line_error(run("compare", photo, "--png", photo / "sheet.png"), f"{photo} is not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["codec-home", "notes.txt", "photo.png"]
+
+
+def test_cli_compare_writes_all_its_outputs_or_none(tiny_variable_model, photo, tmp_path, monkeypatch):
+    import codec.cli.main as cli
+
+    def failing(path, write):
+        if Path(path).suffix == ".png":
+            raise OSError(28, "No space left on device", str(path))
+        original(path, write)
+
+    original = cli.atomic_write
+    monkeypatch.setattr(cli, "atomic_write", failing)
+    result = run("compare", photo, "--model", "tinyvr", "--baselines", "jpeg420", "-o", tmp_path / "page.html",
+                 "--png", tmp_path / "sheet.png")
+    assert_one_line_error(result, "sheet.png: No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codec-home", "photo.png"]
 
 
 def test_cli_info(tiny_variable_model, tiny_model, photo, tmp_path):

@@ -2,12 +2,14 @@
 decoded image of the declared size, never another exception, a hang or unbounded memory.
 
 Mutations of a real file: truncation at every offset, bit flips (caught by the CRC), bit flips and
-random payloads with the CRC recomputed (so that they reach the entropy decoder), and headers with
-random, often huge, dimensions.
+random payloads with the CRC recomputed (so that they reach the entropy decoder), headers with
+random, often huge, dimensions, and, in a file that carries metadata, bit flips in it with the CRC
+recomputed. A decoded image must also be writable, metadata and all, as PNG and TIFF.
 """
 
 from __future__ import annotations
 
+import io
 import random
 import time
 from collections import Counter
@@ -16,6 +18,7 @@ from dataclasses import replace
 from codec.api import decompress
 from codec.bitstream import Bitstream
 from codec.errors import CodecError
+from codec.image import save_image
 
 
 def mutations(data: bytes, count: int, seed: int = 0):
@@ -24,8 +27,9 @@ def mutations(data: bytes, count: int, seed: int = 0):
         yield "truncate", data[:end]
     rng = random.Random(seed)
     original = Bitstream.from_bytes(data)
+    kinds = ["flip", "flip-valid-crc", "payload-valid-crc", "dimensions-valid-crc"] + ["metadata-valid-crc"] * bool(original.metadata)
     for _ in range(count):
-        kind = rng.choice(["flip", "flip-valid-crc", "payload-valid-crc", "dimensions-valid-crc"])
+        kind = rng.choice(kinds)
         if kind == "flip":
             damaged = bytearray(data)
             for _ in range(rng.randint(1, 4)):
@@ -41,6 +45,12 @@ def mutations(data: bytes, count: int, seed: int = 0):
         elif kind == "payload-valid-crc":
             streams = tuple(rng.randbytes(rng.choice([0, 1, 7, 64, 1024])) for _ in original.streams)
             yield kind, replace(original, streams=streams).to_bytes()
+        elif kind == "metadata-valid-crc":
+            metadata = {name: bytearray(data) for name, data in original.metadata.items()}
+            target = metadata[rng.choice(sorted(metadata))]
+            for _ in range(rng.randint(1, 8)):
+                target[rng.randrange(len(target))] ^= 1 << rng.randrange(8)
+            yield kind, replace(original, metadata={name: bytes(data) for name, data in metadata.items()}).to_bytes()
         else:
             width = rng.choice([1, 2, 63, 65, 1000, 65535, 65536, 100000, 2**32 - 1])
             height = rng.choice([1, 3, 64, 999, 65535, 100000, 2**32 - 1])
@@ -67,6 +77,8 @@ def fuzz(data: bytes, count: int, seed: int = 0, max_pixels: int = 4096 * 4096) 
                 continue
             image = decompress(damaged)
             assert image.size == (header.width, header.height)
+            for kind in ("PNG", "TIFF"):
+                save_image(image, io.BytesIO(), kind)
             outcomes["decoded (garbage allowed)"] += 1
         except CodecError:
             outcomes["clean error"] += 1

@@ -1,7 +1,9 @@
 """The container: round trip, and a specific BitstreamError for every kind of damage."""
 
+import re
 import struct
 import zlib
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +15,54 @@ SAMPLE = Bitstream("ms-q3", bytes(range(8)), 37, 21, "RGB", (b"\x01\x02\x03" * 5
 
 def test_round_trip():
     assert Bitstream.from_bytes(SAMPLE.to_bytes()) == SAMPLE
+
+
+ICC = struct.pack(">I", 132) + b"\0" * 32 + b"acsp" + b"\0" * 92  # an ICC profile's header: its size, its signature
+WITH_METADATA = replace(SAMPLE, metadata={"icc": ICC, "exif": b"MM\0*\0\0\0\x08\0\0", "xmp": "<x:xmpmeta/> é".encode()})
+
+
+def test_metadata_makes_a_version_3_file_and_round_trips():
+    data = WITH_METADATA.to_bytes()
+    assert SAMPLE.to_bytes()[4] == 2 and data[4] == 3  # a file without metadata stays version 2, byte for byte
+    assert Bitstream.from_bytes(data) == WITH_METADATA
+    assert len(data) - len(SAMPLE.to_bytes()) == 1 + 5 * 3 + sum(map(len, WITH_METADATA.metadata.values()))
+    assert "icc of 132 bytes" in repr(WITH_METADATA)
+
+
+def metadata_section(entries: list[tuple[int, bytes]]) -> bytes:
+    """A version 3 file of SAMPLE whose metadata section holds these (kind, payload) entries as given."""
+    header = bytearray(SAMPLE.to_bytes()[: -4 - sum(map(len, SAMPLE.streams))])
+    header[4] = 3
+    header += struct.pack(">B", len(entries)) + b"".join(struct.pack(">BI", kind, len(data)) for kind, data in entries)
+    return with_crc(bytes(header) + b"".join(SAMPLE.streams) + b"".join(data for _, data in entries))
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([], "metadata entries of kinds []"),
+    ([(4, b"x")], "metadata entries of kinds [4]"),
+    ([(2, b"MM\0*"), (1, ICC)], "metadata entries of kinds [2, 1]"),
+    ([(3, b"a"), (3, b"b")], "metadata entries of kinds [3, 3]"),
+    ([(1, ICC[:-1])], "its ICC profile has no valid header"),
+    ([(1, ICC.replace(b"acsp", b"nope"))], "its ICC profile has no valid header"),
+    ([(2, b"Exif\0\0MM\0*")], "its EXIF does not start with a TIFF header"),
+    ([(3, b"\xff\xfe")], "its XMP is not UTF-8 text"),
+])
+def test_damaged_metadata_sections_are_refused(entries, message):
+    with pytest.raises(BitstreamError, match=re.escape(message)):
+        Bitstream.from_bytes(metadata_section(entries))
+    assert Bitstream.from_bytes(metadata_section([(1, ICC), (3, b"<x/>")])).metadata == {"icc": ICC, "xmp": b"<x/>"}
+
+
+def test_a_version_3_file_truncated_or_flipped_anywhere_is_refused():
+    data = WITH_METADATA.to_bytes()
+    for end in range(len(data)):
+        with pytest.raises(BitstreamError, match="truncated|not a codec file|CRC"):
+            Bitstream.from_bytes(data[:end])
+    for bit in range(len(data) * 8):
+        damaged = bytearray(data)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(BitstreamError):
+            Bitstream.from_bytes(bytes(damaged))
 
 
 def test_grayscale_layout_round_trips():
@@ -69,8 +119,8 @@ def test_empty_file():
 
 def test_unknown_version():
     data = bytearray(SAMPLE.to_bytes())
-    data[4] = 3
-    with pytest.raises(BitstreamError, match="unsupported format version 3"):
+    data[4] = 4
+    with pytest.raises(BitstreamError, match="unsupported format version 4"):
         Bitstream.from_bytes(with_crc(bytes(data[:-4])))
 
 

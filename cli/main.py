@@ -18,8 +18,8 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from codec import __version__
-from codec.errors import CodecError, ConversionWarning
-from codec.fileio import IMAGE_SUFFIXES, atomic_write
+from codec.errors import CodecError, ConversionWarning, TargetError
+from codec.fileio import IMAGE_SUFFIXES, atomic_write, files_in
 
 try:  # typer vendors click from 0.2x on
     from typer._click.exceptions import UsageError
@@ -30,6 +30,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SUFFIX = ".lic"
+DECODED_SUFFIX = ".png"  # appended: photo.lic decodes to photo.lic.png, never onto photo.png, its likely source
 STREAM = "-"  # as an input, standard input; as -o, standard output
 LOSSLESS_FORMATS = {"PNG", "TIFF", "BMP", "PPM"}  # Pillow's writers that keep the decoded pixels exactly
 
@@ -52,8 +53,9 @@ class OneLineUsageErrors(TyperGroup):
         sys.exit(status if isinstance(status, int) else 0)
 
 
+# Plain help (click's layout): typer's panels would label every flag <bool>, as if it took a value.
 app = typer.Typer(help="A learned image codec.", cls=OneLineUsageErrors, no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 def print_version(value: bool) -> None:
@@ -127,13 +129,13 @@ def write_output(target: Path, write: Callable) -> None:
     sys.stdout.buffer.flush()
 
 
-def expand_inputs(inputs: list[Path], suffixes: set[str] | None) -> list[tuple[Path, Path | None]]:
+def expand_inputs(inputs: list[Path], suffixes: set[str]) -> list[tuple[Path, Path | None]]:
     """Each input file with its path inside the folder it was found in (None for a file given as
-    such): folders are replaced by the matching files inside them, recursively."""
+    such): folders are replaced by the matching files inside them, recursively, hidden ones left out."""
     files = []
     for path in inputs:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and (suffixes is None or p.suffix.lower() in suffixes))
+            found = files_in(path, suffixes)
             if not found:
                 raise CodecError(f"{path}: no input files in this folder")
             files.extend((p, p.relative_to(path)) for p in found)
@@ -142,33 +144,51 @@ def expand_inputs(inputs: list[Path], suffixes: set[str] | None) -> list[tuple[P
     return files
 
 
-def output_paths(inputs: list[tuple[Path, Path | None]], output: str | None, suffix: str, force: bool, skip: bool) -> list[Path]:
-    """Where each input's result goes: beside it, or where -o says: a folder, mirroring the input
-    folders' subfolders, for several inputs, a folder input, an existing folder or a path ending in
-    "/". Refuses to overwrite without --force (or --skip-existing), before any work."""
+def coded_name(path: Path) -> Path:
+    """Where compress writes by default: photo.png -> photo.lic."""
+    return path.with_suffix(SUFFIX) if path.suffix != SUFFIX else path.with_name(path.name + SUFFIX)
+
+
+def decoded_name(path: Path) -> Path:
+    """Where decompress writes by default: photo.lic -> photo.lic.png, a name that compress never
+    reads to make photo.lic, so that a decode cannot land on the image the file was made from."""
+    return path.with_name(path.name + DECODED_SUFFIX)
+
+
+def output_paths(inputs: list[tuple[Path, Path | None]], output: str | None, renamed: Callable[[Path], Path],
+                 force: bool, skip: bool) -> list[Path]:
+    """Where each input's result goes: beside it, named by `renamed`, or where -o says: a folder,
+    mirroring the input folders' subfolders, for several inputs, a folder input, an existing folder
+    or a path ending in "/". Refuses to overwrite without --force (or --skip-existing), before any work."""
     sources = [source for source, _ in inputs]
     if force and skip:
         raise CodecError("give at most one of --force and --skip-existing")
-    if STREAM in map(str, sources) and (len(inputs) > 1 or output is None):
-        raise CodecError("standard input (-) must be the only input, with -o FILE (or -o - for standard output)")
+    if STREAM in map(str, sources):
+        if len(inputs) > 1:
+            raise CodecError("standard input (-) must be the only input")
+        if output is None:
+            raise CodecError("standard input (-) needs -o: a file, or - for standard output")
+    several = len(inputs) > 1 or inputs[0][1] is not None
     if output == STREAM:
-        if len(inputs) > 1 or inputs[0][1] is not None:
+        if several:
             raise CodecError("standard output (-o -) takes one input file")
         return [Path(STREAM)]
-    folder = output is not None and (
-        len(inputs) > 1 or inputs[0][1] is not None or output.endswith(("/", os.sep)) or Path(output).is_dir())
-
-    def renamed(path: Path) -> Path:
-        return path.with_suffix(suffix) if path.suffix != suffix else path.with_name(path.name + suffix)
-
+    named_folder = output is not None and (output.endswith(("/", os.sep)) or Path(output).is_dir())
+    if several and output is not None and not named_folder and Path(output).suffix:  # a file's name, not a new folder's
+        names = ", ".join(str(source) for source in sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+        raise CodecError(f"{output}: one output file cannot take {len(sources)} inputs ({names}); "
+                         "give a folder (an existing one, or a path ending in /)")
     if output is None:
         targets = [renamed(source) for source in sources]
-    elif folder:
+    elif several or named_folder:
         targets = [Path(output) / renamed(inside or Path(source.name)) for source, inside in inputs]
     else:
         targets = [Path(output)]
-    if len(set(targets)) != len(targets):
-        raise CodecError("two inputs would write the same output file; give them distinct names")
+    first_source = {}
+    for source, target in zip(sources, targets):
+        if target in first_source:
+            raise CodecError(f"{first_source[target]} and {source} would both write {target}; give them distinct names")
+        first_source[target] = source
     for source, target in zip(sources, targets):
         if target.resolve() == source.resolve():
             raise CodecError(f"{target}: output would overwrite its own input")
@@ -188,9 +208,9 @@ def without_existing(pairs: list[tuple[Path, Path]], report: Console) -> list[tu
     return todo
 
 
-def progress_over(items, count: int, label: str):
-    """Yield the items, with a progress bar when there are several."""
-    if count < 2:
+def progress_over(items, count: int, label: str, quiet: bool = False):
+    """Yield the items, with a progress bar when there are several (and not --quiet)."""
+    if count < 2 or quiet:
         yield from items
         return
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -199,48 +219,76 @@ def progress_over(items, count: int, label: str):
 
 
 def compress_one(job: tuple[Path, Path, dict, bool]) -> tuple[str, list[str], str | None]:
-    """Code one file (in this process or a worker): its report line and its conversion notes, and
-    the message of the failure that stopped it, if one did (a batch goes on past a bad file)."""
+    """Code one file (in this process or a worker): its report line and its notes, and the message
+    of the failure that stopped it, if one did (a batch goes on past a bad file)."""
     source, target, setting, verify = job
-    line, problem = "", None
+    line, notes, problem = "", [], None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConversionWarning)
         try:
-            line = compress_file(source, target, setting, verify)
+            line, notes = compress_file(source, target, setting, verify)
         except (CodecError, OSError) as error:
             problem = message_of(error)
-    return line, [str(w.message) for w in caught if issubclass(w.category, ConversionWarning)], problem
+    return line, [str(w.message) for w in caught if issubclass(w.category, ConversionWarning)] + notes, problem
 
 
-def compress_file(source: Path, target: Path, setting: dict, verify: bool) -> str:
-    """Code one file into another ("-": standard input or output); returns its report line."""
+TARGETS = ("bpp", "size", "psnr")  # compress_to_target's targets: --target-bpp, --size, --target-psnr
+
+
+def target_label(setting: dict, result) -> str:
+    """What a target search did, in a few words: met, met at an end of the range, or missed (--closest)."""
+    quality = f"q{result.quality:g}"
+    if "psnr" in setting:
+        wanted, reached = f"{setting['psnr']:g} dB", f"{result.psnr:.2f} dB"
+        what = (f"missed: {quality}, the highest quality, gives {reached}" if not result.met else
+                f"{quality}, the lowest quality, already gives {reached}" if result.quality == 0 else f"met at {quality}, {reached}")
+    else:
+        wanted = f"{setting['size']:,} bytes" if "size" in setting else f"{setting['bpp']:g} bpp"
+        what = (f"missed: {quality} is the smallest file" if not result.met else
+                f"{quality}, the highest quality, stays within it" if result.quality == 100 else f"met at {quality}")
+    return f"  (target {wanted}: {what})"
+
+
+def compress_file(source: Path, target: Path, setting: dict, verify: bool) -> tuple[str, list[str]]:
+    """Code one file into another ("-": standard input or output); returns its report line and its
+    notes (metadata left out, a file larger than its input)."""
     from codec.api import compress_to_target, compress as compress_image, decompress
-    from codec.image import open_image
+    from codec.bitstream import METADATA_NAMES
+    from codec.image import metadata_of, open_image
     from codec.metrics import bits_per_pixel, ms_ssim, ms_ssim_db, psnr
 
-    image = open_image(io.BytesIO(read_input(source)) if str(source) == STREAM else source)
-    if "bpp" in setting or "psnr" in setting:
-        result = compress_to_target(image, **setting)
-        data = result.data
-        wanted = f"{setting['bpp']:g} bpp" if "bpp" in setting else f"{setting['psnr']:g} dB"
-        reached = "reached" if result.met else "not reachable, closest"
-        chosen = f"  (target {wanted}: {reached} q{result.quality:g}" + ("" if result.psnr is None else f", {result.psnr:.2f} dB") + ")"
+    name = named(source, "standard input")
+    encoded = read_input(source) if str(source) == STREAM else None
+    image = open_image(io.BytesIO(encoded) if encoded is not None else source)
+    input_bytes = len(encoded) if encoded is not None else source.stat().st_size
+    notes, carried = [], metadata_of(image)
+    if not setting.get("metadata", True) and carried:
+        notes.append(f"{name}: {', '.join(METADATA_NAMES[kind] for kind in carried)} left out (--strip)")
+    if any(key in setting for key in TARGETS):
+        try:
+            result = compress_to_target(image, **setting)
+        except TargetError as error:
+            raise TargetError(f"{error} (--closest writes it)", error.closest)
+        data, chosen = result.data, target_label(setting, result)
     else:
         data, chosen = compress_image(image, **setting), ""
+    if len(data) > input_bytes:
+        notes.append(f"{name}: the coded file ({len(data):,} bytes) is larger than the input ({input_bytes:,} bytes)")
     write_output(target, lambda f: f.write(data))
-    line = (f"{named(source, 'standard input')} -> {named(target, 'standard output')}  {image.width}x{image.height}  "
+    line = (f"{name} -> {named(target, 'standard output')}  {image.width}x{image.height}  "
             f"{len(data):,} bytes  {bits_per_pixel(len(data), image):.4f} bpp{chosen}")
     if verify:
         decoded = decompress(data)
         line += f"  PSNR {psnr(image, decoded):.2f} dB"
         score = ms_ssim(image, decoded)
         line += "  MS-SSIM n/a (image too small)" if score is None else f"  MS-SSIM {score:.4f} ({ms_ssim_db(score):.2f} dB)"
-    return line
+    return line, notes
 
 
 # The options of compress and decompress that output_paths reads.
 Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
 SkipExisting = Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone (reported as skipped).")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="Print errors only: no report lines, notes or progress.")]
 
 
 def output_option(text: str):
@@ -251,46 +299,69 @@ def output_option(text: str):
 @app.command()
 @one_line_errors
 def compress(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images; - reads standard input.", show_default=False)],
-    output: Annotated[Optional[str], output_option("Output file, or folder (for several inputs, or ending in /); - writes standard output.")] = None,
+    images: Annotated[list[Path], typer.Argument(
+        metavar="IMAGE", help="Image files or folders of images (hidden files left out); - reads standard input.", show_default=False)],
+    output: Annotated[Optional[str], output_option(
+        "Output file, or folder (for several inputs, or ending in /); - writes standard output. Default: beside "
+        "each input, photo.png -> photo.lic.")] = None,
     quality: Annotated[Optional[float], typer.Option(
-        "-q", "--quality", help="Quality from 0 to 100, any value (higher: more bits, better); default: the model's.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `codec models`); default: the shipped one.")] = None,
-    target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", help="Pick the quality: the most bits within this many per pixel (within 2 %).")] = None,
-    target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Pick the quality: the fewest bits reaching this PSNR (dB).")] = None,
+        "-q", "--quality", metavar="Q", help="Quality from 0 to 100, any value (higher: more bits, better); default: the model's.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", metavar="NAME", help="Model name (see `codec models`); default: the shipped one.")] = None,
+    target_bpp: Annotated[Optional[float], typer.Option(
+        "--target-bpp", metavar="BPP", help="Pick the quality: the most bits within this many per pixel (within 2 %); "
+                                            "a budget no quality fits fails.")] = None,
+    size: Annotated[Optional[int], typer.Option(
+        "--size", metavar="BYTES", help="Pick the quality: the largest file within this many bytes (within 2 %); "
+                                        "a budget no quality fits fails.")] = None,
+    target_psnr: Annotated[Optional[float], typer.Option(
+        "--target-psnr", metavar="DB", help="Pick the quality: the fewest bits reaching this PSNR (dB); a PSNR no quality "
+                                            "reaches fails.")] = None,
+    closest: Annotated[bool, typer.Option(
+        "--closest", help="Where no quality meets the target, write the closest file instead of failing.")] = False,
     effort: Annotated[Optional[int], typer.Option(
-        "--effort", "-e", help="Encoder effort 0-9: higher searches each image's latents longer for a smaller file "
-                               "(same decoder); default 0.")] = None,
+        "--effort", "-e", metavar="N", help="Encoder effort 0-9: higher searches each image's latents longer for a smaller file "
+                                            "(same decoder); default 0.")] = None,
+    strip: Annotated[bool, typer.Option(
+        "--strip", help="Leave the input's metadata (ICC profile, EXIF, XMP) out of the file; kept by default.")] = False,
     force: Force = False,
     skip_existing: SkipExisting = False,
     verify: Annotated[bool, typer.Option("--verify", help="Decode the result and report PSNR and MS-SSIM.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for several inputs, one thread each (one process already uses every core).")] = 1,
+    quiet: Quiet = False,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", metavar="N", help="Worker processes for several inputs, one thread each (one process already uses every core).")] = 1,
 ):
     """Compress images into .lic files; a folder's subfolders are mirrored in the output folder."""
     from codec.api import check_options
     from codec.parallel import in_processes
 
-    chosen = {"quality": quality, "bpp": target_bpp, "psnr": target_psnr}
+    chosen = {"quality": quality, "bpp": target_bpp, "size": size, "psnr": target_psnr}
     setting = {key: value for key, value in chosen.items() if value is not None}
     if len(setting) > 1:
-        raise CodecError("give at most one of --quality, --target-bpp and --target-psnr")
+        raise CodecError("give at most one of --quality, --target-bpp, --size and --target-psnr")
+    if closest:
+        if not any(key in setting for key in TARGETS):
+            raise CodecError("--closest goes with a target: --target-bpp, --size or --target-psnr")
+        setting["closest"] = True
     if model is not None:
         setting["model"] = model
     if effort is not None:
         setting["effort"] = effort
+    if strip:
+        setting["metadata"] = False
     if jobs < 1:
         raise CodecError(f"--jobs must be at least 1 (got {jobs})")
-    check_options(quality, model, target_bpp, target_psnr, effort)
+    check_options(quality, model, target_bpp, target_psnr, effort, size)
     files = expand_inputs(images, IMAGE_SUFFIXES)
-    targets = output_paths(files, output, SUFFIX, force, skip_existing)
-    report = err if output == STREAM else out  # standard output holds the file alone
+    targets = output_paths(files, output, coded_name, force, skip_existing)
+    report = Console(quiet=True) if quiet else err if output == STREAM else out  # standard output holds the file alone
     pairs = [(source, target) for (source, _), target in zip(files, targets)]
     work = [(source, target, setting, verify) for source, target in (without_existing(pairs, report) if skip_existing else pairs)]
     jobs = min(jobs, len(work))
     results = in_processes(compress_one, work, jobs) if jobs > 1 else ((job, compress_one(job)) for job in work)
     failures = 0
-    for (source, *_), (line, notes, problem) in progress_over(results, len(work), "compressing"):
-        for note in notes:
+    for (source, *_), (line, notes, problem) in progress_over(results, len(work), "compressing", quiet):
+        for note in [] if quiet else notes:
             err.print(f"note: {note}", markup=False)
         if problem:
             report_failure(source, problem)
@@ -304,37 +375,46 @@ def compress(
 @app.command()
 @one_line_errors
 def decompress(
-    files: Annotated[list[Path], typer.Argument(help=".lic files or folders of them; - reads standard input.", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(
+        metavar="FILE", help=".lic files or folders of them (hidden files left out); - reads standard input.", show_default=False)],
     output: Annotated[Optional[str], output_option(
-        "Output image, or folder (for several inputs, or ending in /); - writes PNG to standard output.")] = None,
+        "Output image, or folder (for several inputs, or ending in /); - writes PNG to standard output. Default: "
+        "beside each input, photo.lic -> photo.lic.png, never onto the image it was made from.")] = None,
     force: Force = False,
     skip_existing: SkipExisting = False,
+    quiet: Quiet = False,
 ):
-    """Decompress .lic files into images: PNG, or TIFF, BMP or PPM/PGM as -o names them (lossless formats only)."""
+    """Decompress .lic files into images: PNG, or TIFF, BMP or PPM/PGM as -o names them (lossless formats
+    only), with the metadata the file carries (PNG and TIFF only)."""
     from PIL import Image
 
     from codec.api import decompress as decompress_bytes
+    from codec.image import save_image
 
     sources = expand_inputs(files, {SUFFIX})
-    targets = output_paths(sources, output, ".png", force, skip_existing)
+    targets = output_paths(sources, output, decoded_name, force, skip_existing)
     extensions = Image.registered_extensions()
     formats = {target: "PNG" if str(target) == STREAM else extensions.get(target.suffix.lower()) for target in targets}
     for target, kind in formats.items():
         if kind not in LOSSLESS_FORMATS:
             problem = f"unknown image format {target.suffix!r}" if kind is None else f"{kind} is not a lossless format"
             raise CodecError(f"{target}: {problem} (use .png, .tif, .bmp or .ppm)")
-    report = err if output == STREAM else out  # standard output holds the image alone
+    report = Console(quiet=True) if quiet else err if output == STREAM else out  # standard output holds the image alone
     pairs = [(source, target) for (source, _), target in zip(sources, targets)]
     todo = without_existing(pairs, report) if skip_existing else pairs
     failures = 0
-    for source, target in progress_over(todo, len(todo), "decompressing"):
+    for source, target in progress_over(todo, len(todo), "decompressing", quiet):
+        left_out = []
         try:
             image = decompress_bytes(read_input(source))
-            write_output(target, lambda f: image.save(f, format=formats[target]))
+            write_output(target, lambda f: left_out.extend(save_image(image, f, formats[target])))
         except (CodecError, OSError) as error:
             report_failure(source, message_of(error))
             failures += 1
             continue
+        if left_out and not quiet:
+            err.print(f"note: {named(target, 'standard output')}: {formats[target]} cannot carry the file's "
+                      f"{', '.join(left_out)}: left out (PNG and TIFF can)", markup=False)
         report.print(f"{named(source, 'standard input')} -> {named(target, 'standard output')}  {image.width}x{image.height} {image.mode}", markup=False)
     if failures:
         raise typer.Exit(1)
@@ -343,9 +423,13 @@ def decompress(
 @app.command()
 @one_line_errors
 def models():
-    """List the installed models and their Kodak scores: the rate points, earlier shipped ones, the user's."""
+    """List the installed models and their Kodak scores: the rate points, earlier shipped ones, the user's.
+
+    User models (`codec train --name`, `codec export`) live in $CODEC_HOME/models, by default
+    ~/.local/share/codec/models.
+    """
     from codec.models.architectures import ARCHITECTURES
-    from codec.models.registry import DEFAULT_MODEL, SHIPPED_DIR, list_models
+    from codec.models.registry import DEFAULT_MODEL, SHIPPED_DIR, list_models, user_dir
 
     def trade_off(card) -> str:
         if card.lmbda is not None:
@@ -360,7 +444,7 @@ def models():
 
     order = {"default": 0, "earlier": 1, "user": 2}
     table = Table("name", "architecture", "λ", "Kodak bpp", "PSNR", "MS-SSIM", "where", box=None,
-                  caption="λ: a variable-rate model's range; Kodak: its scores at its default quality")
+                  caption=f"λ: a variable-rate model's range; Kodak: its scores at its default quality; user models: {user_dir()}")
     for card in sorted(list_models(), key=lambda card: order[where(card)]):
         kodak = card.kodak
         attention = card.config.get("hyper_attention", "none")
@@ -373,7 +457,21 @@ def models():
             f"{kodak['ms_ssim']:.4f}" if kodak else "-",
             where(card),
         )
-    out.print(table)
+    print_whole(table)
+
+
+def print_whole(table: Table) -> None:
+    """Print a table at the width its cells need, wider than the terminal if need be: a pipe's 80
+    columns must not cut a model's or an architecture's name."""
+    from rich.measure import Measurement
+
+    needed = Measurement.get(out, out.options.update_width(1 << 16), table).maximum
+    Console(highlight=False, soft_wrap=True, width=max(out.width, needed)).print(table)
+
+
+# The options that `codec train` checks against each other, and the recipe fields they set.
+RESUMED_OPTIONS = {"arch": "arch", "lmbda": "lmbda", "n": "N", "m": "M", "hyper_attention": "hyper_attention",
+                   "hyper_attention_in": "hyper_attention_in", "hyper_block": "hyper_block", "metric": "metric", "crop": "crop"}
 
 
 @app.command()
@@ -381,7 +479,9 @@ def models():
 def train(
     ctx: typer.Context,
     data: Annotated[list[Path], typer.Option(help="Folder of training images (searched recursively); repeat it for several.")],
-    out_path: Annotated[Path, typer.Option("-o", "--output", "--out", help="Checkpoint file; an existing one is resumed.")],
+    out_path: Annotated[Path, typer.Option(
+        "-o", "--output", "--out", help="Checkpoint file; an existing one is resumed, with its own recipe (--arch, --lmbda... "
+                                        "need not be repeated).")],
     lmbda: Annotated[Optional[float], typer.Option(
         help="Rate-distortion trade-off λ (higher: more bits, better quality); not for the variable-rate architecture, "
              "which trains its anchors' λs at once.")] = None,
@@ -420,7 +520,8 @@ def train(
         help="Share of crops cut from a random antialiased 1-2x downscale of their image.")] = 0.0,
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation images, scored every --val-every steps.")] = None,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
-    name: Annotated[Optional[str], typer.Option(help="Register the result as this model when done.")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        help="Register the result as this model when done (in $CODEC_HOME/models, by default ~/.local/share/codec/models).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing user model of that --name.")] = False,
     init: Annotated[Optional[str], typer.Option(
         help="Start from this registered model's weights, or a training checkpoint's (a path); a variable-rate "
@@ -436,6 +537,13 @@ def train(
     from codec.models.architectures import ARCHITECTURES, HYPER_ATTENTION_PLACES, build_model, extends, is_variable_rate
     from codec.models.layers import HYPER_ATTENTION
 
+    if out_path.is_file():  # a resume: the options not given are the checkpoint's recipe, not the defaults
+        from codec.train import Checkpoint
+
+        saved = dataclasses.asdict(Checkpoint.config(Checkpoint.load(out_path)))
+        recipe = {param: ctx.params[param] if ctx.get_parameter_source(param).name == "COMMANDLINE" else saved[field]
+                  for param, field in RESUMED_OPTIONS.items()}
+        arch, lmbda, n, m, hyper_attention, hyper_attention_in, hyper_block, metric, crop = recipe.values()
     if arch not in ARCHITECTURES:
         raise CodecError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHITECTURES)})")
     for option, count in (("--steps", steps), ("--batch-size", batch_size), ("--N", n), ("--M", m), ("--val-every", val_every)):
@@ -534,7 +642,8 @@ def export(
     kodak: Annotated[Optional[Path], typer.Option(help="Folder of Kodak images to score the model on.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing model of that name.")] = False,
 ):
-    """Register a checkpoint as a model: update its CDF tables, write weights and manifest."""
+    """Register a checkpoint as a model: update its CDF tables, write weights and manifest into
+    $CODEC_HOME/models (by default ~/.local/share/codec/models), where `codec models` lists it."""
     from codec.export import export_checkpoint
 
     card = export_checkpoint(checkpoint, name, ship=ship, default_quality=default_quality, kodak_dir=kodak, force=force)
@@ -591,7 +700,12 @@ def evaluate(
     cards = report.select_models(models)
     if not force and any((out_dir / name).exists() for name in report.REPORT_FILES):
         raise CodecError(f"{out_dir}: already holds a report (use --force to overwrite it)")
-    tasks = report.plan(folder, cards, codecs, effort=effort)
+    images, unreadable = report.readable_images(folder)
+    for problem in unreadable:  # left out, as compress goes on past a bad file; the exit status says so
+        err.print(f"codec: error: {problem}", markup=False)
+    if not images:
+        raise CodecError(f"{folder}: none of its images could be read")
+    tasks = report.plan(folder, cards, codecs, effort=effort, images=images)
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         bar = progress.add_task("eval", total=len(tasks))
@@ -602,17 +716,18 @@ def evaluate(
         title += f", effort {tasks[0].effort if effort is None else effort}"
     written = report.write_outputs(out_dir, rows, curves, title, kodak=report.is_kodak(folder))
 
-    table = Table("codec", "setting", "images", "bpp", "PSNR", "MS-SSIM", "MS-SSIM dB", "encode s", "decode s", box=None)
+    table = Table("codec", "setting", "images", "bpp", "PSNR", "MS-SSIM", "MS-SSIM dB", "MS-SSIM images", "encode s", "decode s",
+                  box=None, caption=report.AVERAGES)
     for codec, points in curves.items():
         for point in points:
             table.add_row(
                 codec, str(point["setting"]), str(point["images"]),
                 f"{point['bpp']:.3f}", f"{point['psnr']:.2f}",
                 *(("-", "-") if point["ms_ssim"] is None else (f"{point['ms_ssim']:.4f}", f"{point['ms_ssim_db']:.2f}")),
-                f"{point['encode_s']:.3f}", f"{point['decode_s']:.3f}",
+                str(point["ms_ssim_images"]), f"{point['encode_s']:.3f}", f"{point['decode_s']:.3f}",
             )
         table.add_section()
-    out.print(table)
+    print_whole(table)
     for metric, label in report.BD_METRICS.items():
         header, rows_bd = report.bd_table(curves, metric)
         bd = Table(*header, title=f"BD-rate ({label}), row against column", box=None)
@@ -622,6 +737,8 @@ def evaluate(
     out.print("wrote " + ", ".join(str(path) for path in written), markup=False)
     if models is None and not cards:
         err.print("note: no shipped models yet, so only the baselines were evaluated")
+    if unreadable:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -40,6 +40,7 @@ VERSION = 2
 METADATA_VERSION = 3  # a file that carries metadata
 READABLE_VERSIONS = (1, 2, 3)
 METADATA_KINDS = {1: "icc", 2: "exif", 3: "xmp"}
+METADATA_NAMES = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP"}  # as messages name them
 NO_QUALITY = 0xFFFF
 MAX_QUALITY = 10000  # hundredths: quality 100
 HASH_BYTES = 8  # how much of the weights' sha256 a file carries

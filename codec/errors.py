@@ -17,5 +17,14 @@ class ModelError(CodecError):
     """An unknown model, missing weights, or weights that do not match what a file was coded with."""
 
 
+class TargetError(CodecError):
+    """A rate or quality target that no quality meets; `closest` holds the nearest result (a
+    codec.api.Targeted), which compress_to_target(..., closest=True) returns instead."""
+
+    def __init__(self, message: str, closest=None):
+        super().__init__(message)
+        self.closest = closest
+
+
 class ConversionWarning(UserWarning):
     """The input was changed to fit the codec (mode, depth, orientation, alpha): a notice, not an error."""

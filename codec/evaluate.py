@@ -38,9 +38,16 @@ def measure_coded(reference: Image.Image, encode: Callable[[Image.Image], bytes]
     }
 
 
+def pooled_bpp(rows: list[dict]) -> float:
+    """The bits of all the files over the pixels of all the images (rows of bytes and bpp): a 1x1
+    image weighs one pixel, where a mean of per-image bpp would let it outweigh a photo."""
+    return 8 * sum(row["bytes"] for row in rows) / sum(row["bytes"] * 8 / row["bpp"] for row in rows)
+
+
 def summarize(rows: list[dict]) -> dict:
-    """Means over images (MS-SSIM over the images large enough to have one)."""
-    summary = {key: float(np.mean([row[key] for row in rows])) for key in ("bpp", "psnr", "encode_s", "decode_s")}
+    """bpp over all pixels (pooled_bpp), and means over images of the rest (MS-SSIM over the images
+    large enough to have one)."""
+    summary = {"bpp": pooled_bpp(rows), **{key: float(np.mean([row[key] for row in rows])) for key in ("psnr", "encode_s", "decode_s")}}
     scored = [row["ms_ssim"] for row in rows if row["ms_ssim"] is not None]
     summary["ms_ssim"] = float(np.mean(scored)) if scored else None
     summary["images"] = len(rows)

@@ -12,23 +12,32 @@ from codec.errors import CodecError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 
 
+def files_in(folder: Path, suffixes: set[str]) -> list[Path]:
+    """The files under a folder with one of these suffixes, recursively, in a stable order; hidden
+    ones (a name, or a folder on the way, starting with ".") are left out, as `ls` leaves them."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def image_files(folder: str | Path) -> list[Path]:
-    """The image files under a folder, recursively, in a stable order."""
+    """The image files under a folder, recursively, in a stable order (hidden ones left out)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CodecError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = files_in(folder, IMAGE_SUFFIXES)
     if not files:
         raise CodecError(f"{folder}: no images found")
     return files
 
 
 def atomic_write(path: str | Path, write: Callable) -> None:
-    """Call write(file) on a temporary file beside `path`, then rename it over `path`."""
+    """Call write(file) on a temporary file beside `path`, then rename it over `path`. A failure of
+    the file system names `path`, the file the caller asked for, never the temporary one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is for secrets, not images
@@ -37,8 +46,11 @@ def atomic_write(path: str | Path, write: Callable) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename != str(path):
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
 
 

@@ -22,10 +22,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageChops, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from codec.bitstream import MAX_PIXELS, MAX_SIDE
+from codec.bitstream import MAX_PIXELS, MAX_SIDE, METADATA_NAMES
 from codec.errors import BitstreamError, ConversionWarning, ImageError
 
-METADATA_NAMES = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP"}
 ORIENTATION = 0x0112  # the EXIF tag
 EXIF_GROUPS = (0x8769, 0x8825, 0xA005)  # the EXIF, GPS and interoperability IFDs
 

@@ -3,7 +3,7 @@ model is loaded (the registry's manifests say whether its model is installed her
 
 from __future__ import annotations
 
-from codec.bitstream import MAGIC, Bitstream
+from codec.bitstream import MAGIC, METADATA_NAMES, Bitstream
 from codec.errors import ModelError
 
 LAYOUT_NAMES = {"RGB": "RGB", "L": "grayscale"}  # the channel layouts of codec.bitstream.LAYOUTS
@@ -14,6 +14,7 @@ def describe(data: bytes) -> list[tuple[str, str]]:
     stream = Bitstream.from_bytes(data)
     version = data[len(MAGIC)]  # from_bytes checked it; the byte after the magic
     coded = sum(len(s) for s in stream.streams)
+    carried = sum(len(data) for data in stream.metadata.values())
     return [
         ("format", f"version {version}"),
         ("model", _model(stream)),
@@ -21,8 +22,9 @@ def describe(data: bytes) -> list[tuple[str, str]]:
         ("dimensions", f"{stream.width}x{stream.height} {LAYOUT_NAMES[stream.mode]}"),
         ("size", f"{len(data):,} bytes, {len(data) * 8 / (stream.width * stream.height):.4f} bpp"),
         ("streams", f"{len(stream.streams)}: " + " + ".join(f"{len(s):,}" for s in stream.streams)
-                    + f" bytes; header and CRC {len(data) - coded:,} bytes"),
-        ("metadata", f"none (format version {version} carries none)"),
+                    + f" bytes; header and CRC {len(data) - coded - carried:,} bytes"),
+        ("metadata", ", ".join(f"{METADATA_NAMES[kind]} {len(entry):,} bytes" for kind, entry in stream.metadata.items())
+                     or "none"),
     ]
 
 

@@ -6,8 +6,10 @@ the image's sha256), so an interrupted run resumes where it stopped and a rerun 
 changed. Baselines run in worker processes (`jobs`); our models run in the main process before them,
 so that their timings do not share the cores with other work.
 
-Outputs: rows.csv (one row per image), curves.json (means per setting), bd-rate.md, rd.png (with
-CompressAI's published Kodak curves when the folder is Kodak).
+Outputs: rows.csv (one row per image), curves.json (one point per setting: bpp over all the images'
+pixels, PSNR and MS-SSIM means over images), bd-rate.md, rd.png (with CompressAI's published Kodak
+curves when the folder is Kodak). An image that cannot be read is left out and named (see
+readable_images), as `codec compress` goes on past a bad file.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import codec.data
 from codec import baselines as pillow
 from codec.api import compress, decompress
 from codec.errors import CodecError, ConversionWarning
-from codec.evaluate import measure_coded
+from codec.evaluate import measure_coded, pooled_bpp
 from codec.fetch import KODAK_SHA256
 from codec.fileio import image_files, write_bytes_atomic
 from codec.image import open_image
@@ -42,9 +44,11 @@ MODEL_CODEC = "lic"  # the curve of our one-rate models, one point per model; a 
 QUALITIES = tuple(range(0, 101, 10))  # a variable-rate model's points
 PUBLISHED = Path(codec.data.__file__).parent / "published" / "compressai-kodak.json"
 MEASURES = ("bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
-ROW_FIELDS = ("codec", "setting", "image", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
+ROW_FIELDS = ("codec", "setting", "image", "pixels", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
 BD_METRICS = {"psnr": "PSNR-RGB", "ms_ssim_db": "MS-SSIM (dB)"}
 REPORT_FILES = ("rows.csv", "curves.json", "bd-rate.md", "rd.png")
+AVERAGES = ("bpp: all files' bits over all images' pixels (a large image weighs as its pixels); PSNR, MS-SSIM and times: "
+            "means over the images (MS-SSIM over those of at least 161 pixels a side, counted apart)")
 
 
 @dataclass(frozen=True)
@@ -70,17 +74,33 @@ def is_kodak(folder: Path) -> bool:
     return sorted(path.relative_to(folder).as_posix() for path in image_files(folder)) == sorted(KODAK_SHA256)
 
 
-def plan(folder: Path, models: list[ModelCard], codecs: list[str],
-         settings: dict[str, list[int]] | None = None, effort: int | None = None) -> list[Task]:
+def readable_images(folder: Path) -> tuple[list[Path], list[str]]:
+    """The images of a dataset folder that open, and a one-line message for each that does not."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CodecError(f"{folder}: no such dataset folder (`codec fetch kodak` downloads Kodak)")
+    readable, problems = [], []
+    for path in image_files(folder):
+        try:
+            open_image(path)
+            readable.append(path)
+        except CodecError as error:
+            problems.append(str(error))
+    return readable, problems
+
+
+def plan(folder: Path, models: list[ModelCard], codecs: list[str], settings: dict[str, list[int]] | None = None,
+         effort: int | None = None, images: list[Path] | None = None) -> list[Task]:
     """Every (codec, setting, image) to measure; `settings` replaces a baseline's sweep (for tests);
-    `effort`: the variable-rate models' encoder effort (None: compress's default)."""
+    `effort`: the variable-rate models' encoder effort (None: compress's default); `images`: the
+    folder's to measure (default: all)."""
     if not models and not codecs:
         raise CodecError("nothing to evaluate: no models and no baselines")
     folder = Path(folder)
     if not folder.is_dir():
         raise CodecError(f"{folder}: no such dataset folder (`codec fetch kodak` downloads Kodak)")
     effort = refine.check_effort(refine.DEFAULT_EFFORT if effort is None else effort)
-    images = [(path.relative_to(folder).as_posix(), path) for path in image_files(folder)]
+    images = [(path.relative_to(folder).as_posix(), path) for path in (image_files(folder) if images is None else images)]
     hashes = {path: hashlib.sha256(path.read_bytes()).hexdigest() for _, path in images}
     points = []
     for card in models:
@@ -168,15 +188,16 @@ def _read_cache(cache: Path, task: Task) -> dict | None:
 def _row(task: Task, result: dict) -> dict:
     score = result["ms_ssim"]
     values = {"codec": task.codec, "setting": task.setting, "image": task.image, **result,
-              "ms_ssim_db": None if score is None else ms_ssim_db(score)}
+              "pixels": round(result["bytes"] * 8 / result["bpp"]), "ms_ssim_db": None if score is None else ms_ssim_db(score)}
     return {field: values[field] for field in ROW_FIELDS}
 
 
 def curves(rows: list[dict]) -> dict[str, list[dict]]:
-    """Per codec, one point per setting: the means over images, ordered by bpp.
+    """Per codec, one point per setting, ordered by bpp (AVERAGES): the bits of all files over the
+    pixels of all images, and the means over images of the rest.
 
     MS-SSIM and its dB value are means over the images large enough to have one (per-image dB, then
-    the mean); None where no image was.
+    the mean), `ms_ssim_images` of them; None where no image was.
     """
     groups: dict[str, dict] = {}
     for row in rows:
@@ -185,8 +206,9 @@ def curves(rows: list[dict]) -> dict[str, list[dict]]:
     for codec, settings in groups.items():
         points = []
         for setting, group in settings.items():
-            point = {"setting": setting, "images": len(group)}
-            for field in ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"):
+            point = {"setting": setting, "images": len(group), "bpp": pooled_bpp(group),
+                     "ms_ssim_images": sum(row["ms_ssim"] is not None for row in group)}
+            for field in ("psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"):
                 values = [row[field] for row in group if row[field] is not None]
                 point[field] = float(np.mean(values)) if values else None
             points.append(point)
@@ -266,7 +288,7 @@ def bd_markdown(curves: dict[str, list[dict]], title: str) -> str:
              "Each row against each column as the anchor (bjontegaard, PCHIP); negative: fewer bits for "
              "the same quality, averaged over the quality range both curves cover, on the points of each curve that no "
              "other point of it beats (more bits for no more quality are left out). n/a: the curves do not overlap or "
-             "have fewer than two points.", ""]
+             f"have fewer than two points. The points' {AVERAGES}.", ""]
     for metric, label in BD_METRICS.items():
         header, rows = bd_table(curves, metric)
         lines += [f"## {label}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

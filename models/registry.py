@@ -23,6 +23,8 @@ from codec.models.architectures import build_model, is_variable_rate
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "vr3"
+# Shipped models that left the package; their files decode once the weights are back (models/checkpoints/README.md).
+RETIRED_MODELS = frozenset(["vr1", *(f"msh2-q{i}" for i in range(1, 8)), *(f"msh-q{i}" for i in range(1, 7))])
 
 
 def user_dir() -> Path:

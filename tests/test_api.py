@@ -195,19 +195,56 @@ def test_quality_orders_the_rate(tiny_variable_model):
     assert codec.compress(image, model="tinyvr") == codec.compress(image, quality=30, model="tinyvr")
 
 
-def test_decompress_takes_bytes_like_objects(tiny_model):
+def test_decompress_takes_bytes_like_objects_and_paths(tiny_model, tmp_path):
     data = codec.compress(natural_image(20, 20), model="tiny")
     for form in (bytearray(data), memoryview(data)):
         assert codec.decompress(form).size == (20, 20)
-    with pytest.raises(codec.CodecError, match="takes the file's bytes"):
-        codec.decompress("photo.lic")
+    (tmp_path / "photo.lic").write_bytes(data)
+    reference = codec.decompress(data).tobytes()
+    for form in (tmp_path / "photo.lic", str(tmp_path / "photo.lic")):
+        assert codec.decompress(form).tobytes() == reference
+    with pytest.raises(codec.CodecError, match="nope.lic: no such file"):
+        codec.decompress(tmp_path / "nope.lic")
+    with pytest.raises(codec.CodecError, match="a file's bytes or its path, not int"):
+        codec.decompress(3)
+
+
+def test_compress_takes_encoded_image_bytes(tiny_model):
+    import io
+
+    image = natural_image(20, 12)
+    encoded = io.BytesIO()
+    image.save(encoded, "PNG")
+    expected = codec.compress(image, model="tiny")
+    for form in (encoded.getvalue(), bytearray(encoded.getvalue()), memoryview(encoded.getvalue())):
+        assert codec.compress(form, model="tiny") == expected
+    with pytest.raises(codec.ImageError, match="image bytes: not an image file"):
+        codec.compress(b"not an image", model="tiny")
+    with pytest.raises(codec.ImageError, match="not list"):
+        codec.compress([1, 2], model="tiny")
+
+
+def test_dir_lists_the_api():
+    assert {"compress", "decompress", "compress_to_target", "CodecError", "TargetError", "__version__"} <= set(dir(codec))
 
 
 def test_file_of_a_missing_model(tiny_model):
     data = codec.compress(natural_image(8, 8), model="tiny")
     tiny_model.weights_path.unlink()
     (user_dir() / "tiny.json").unlink()
-    with pytest.raises(codec.ModelError, match="coded with model 'tiny', which is not installed"):
+    with pytest.raises(codec.ModelError, match="coded with model 'tiny', which is not installed here: register it") as error:
+        codec.decompress(data)
+    assert "codec export CHECKPOINT --name tiny" in str(error.value) and str(user_dir()) in str(error.value)
+    assert "checkpoints/README.md" not in str(error.value)  # that is for the models that left the package
+
+
+def test_file_of_a_model_that_left_the_package(tiny_model):
+    from dataclasses import replace
+
+    from codec.bitstream import Bitstream
+
+    data = replace(Bitstream.from_bytes(codec.compress(natural_image(8, 8), model="tiny")), model="msh2-q3").to_bytes()
+    with pytest.raises(codec.ModelError, match="model 'msh2-q3', which left the package: .*models/checkpoints/README.md"):
         codec.decompress(data)
 
 
@@ -229,8 +266,9 @@ def test_tampered_weights_file_is_refused(tiny_model):
 
 def test_compress_to_target_searches_the_quality():
     """A bpp target lands within 2 % below it; a PSNR target at the lowest quality (to a quarter
-    of a unit) that reaches it; beyond the ends, the nearest end, marked as not met. With the
-    shipped default model, whose PSNR grows with the quality."""
+    of a unit) that reaches it; a size target as a bpp one, in bytes; beyond the ends, a TargetError
+    that holds the nearest end, which closest=True returns, marked as not met. With the shipped
+    default model, whose PSNR grows with the quality."""
     from codec.api import compress_to_target
     from codec.metrics import bits_per_pixel, psnr
 
@@ -248,14 +286,30 @@ def test_compress_to_target_searches_the_quality():
     # Where coding runs partly in bfloat16 (models/coding.py), PSNR climbs with the quality only to
     # about 0.02 dB: a quarter of a unit below may tie.
     assert psnr(image, codec.decompress(below)) < goal + (0.02 if coding.DTYPE == torch.bfloat16 else 0)
-    assert compress_to_target(image, bpp=1e-4, effort=0)[1:] == (0.0, low, None, False)
-    assert compress_to_target(image, psnr=99, effort=0)[1:3] == (100.0, high)
-    assert not compress_to_target(image, psnr=99, effort=0).met
+    with pytest.raises(codec.TargetError, match=r"no quality fits in 0.0001 bpp: the smallest file, quality 0, is [\d,]+ bytes") as missed:
+        compress_to_target(image, bpp=1e-4, effort=0)
+    assert missed.value.closest[1:] == (0.0, low, None, False)
+    assert compress_to_target(image, bpp=1e-4, effort=0, closest=True) == missed.value.closest
+    with pytest.raises(codec.TargetError, match="no quality reaches 99 dB: the closest, quality 100, gives "):
+        compress_to_target(image, psnr=99, effort=0)
+    nearest = compress_to_target(image, psnr=99, effort=0, closest=True)
+    assert nearest[1:3] == (100.0, high) and not nearest.met
+    assert compress_to_target(image, bpp=100, effort=0).quality == 100  # every quality fits: the highest
+    assert compress_to_target(image, psnr=1, effort=0).quality == 0  # every quality reaches it: the lowest
+    size = len(by_rate.data)
+    by_size = compress_to_target(image, size=size, effort=0)  # exactly that many bytes meets a size budget
+    assert by_size.met and 0.98 * size <= len(by_size.data) <= size
+    with pytest.raises(codec.TargetError, match="no quality fits in 10 bytes"):
+        compress_to_target(image, size=10, effort=0)
     assert "bytes" in repr(by_rate) and len(repr(by_rate)) < 100
     with pytest.raises(codec.CodecError):
         compress_to_target(image)
     with pytest.raises(codec.CodecError, match="positive number"):
         compress_to_target(image, bpp=float("nan"))
+    with pytest.raises(codec.CodecError, match="give one target"):
+        compress_to_target(image, bpp=1, size=100)
+    with pytest.raises(codec.CodecError, match="whole number of bytes"):
+        compress_to_target(image, size=100.5)
 
 
 def real_cost(image, data, quality, model) -> float:

@@ -2,6 +2,7 @@
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 from codec.cli.main import app
 from codec.bitstream import Bitstream
 from codec.models.registry import DEFAULT_MODEL
-from tests.conftest import natural_image
+from tests.conftest import image_folder, natural_image
 
 runner = CliRunner()
 
@@ -69,7 +70,7 @@ def test_folder_of_images(tiny_model, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["im0.lic", "im1.lic", "im2.lic"]
     result = run("decompress", tmp_path / "out", "-o", tmp_path / "decoded")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "decoded").iterdir()) == ["im0.png", "im1.png", "im2.png"]
+    assert sorted(p.name for p in (tmp_path / "decoded").iterdir()) == ["im0.lic.png", "im1.lic.png", "im2.lic.png"]
 
 
 def test_missing_input(tiny_model, tmp_path):
@@ -241,16 +242,37 @@ def test_batch_in_worker_processes_writes_what_one_process_does(tiny_model, tmp_
     assert len(outputs[1]) == 3 and outputs[1] == outputs[2]
 
 
-def test_target_options_report_the_chosen_quality(image_file):
+def test_targets_say_what_happened_and_a_missed_one_fails(image_file):
+    """With the shipped default model. A budget every quality fits, or a PSNR every quality
+    reaches, is met at an end of the range, and says so; one that none meets fails, writing
+    nothing, unless --closest asks for the nearest file."""
+    target = image_file.with_suffix(".lic")
     result = run("compress", image_file, "--target-bpp", 100)
-    assert result.exit_code == 0 and "(target 100 bpp: reached q100)" in result.stdout, result.output
-    result = run("compress", image_file, "--target-psnr", 99, "--force")
-    assert result.exit_code == 0 and "(target 99 dB: not reachable, closest q100, " in result.stdout, result.output
+    assert result.exit_code == 0 and "(target 100 bpp: q100, the highest quality, stays within it)" in result.stdout, result.output
+    result = run("compress", image_file, "--target-psnr", 1, "--force")
+    assert result.exit_code == 0 and "(target 1 dB: q0, the lowest quality, already gives " in result.stdout, result.output
+    target.unlink()
+    for option, value, fragment in (("--target-psnr", 99, "no quality reaches 99 dB: the closest, quality 100, gives "),
+                                    ("--target-bpp", 0.001, "no quality fits in 0.001 bpp: the smallest file, quality 0, is "),
+                                    ("--size", 100, "no quality fits in 100 bytes: the smallest file, quality 0, is ")):
+        result = run("compress", image_file, option, value)
+        assert_one_line_error(result, f"{image_file}: {fragment}")
+        assert "(--closest writes it)" in result.stderr and not target.exists()
+    result = run("compress", image_file, "--target-psnr", 99, "--closest")
+    assert result.exit_code == 0 and "(target 99 dB: missed: q100, the highest quality, gives " in result.stdout, result.output
+    result = run("compress", image_file, "--size", 100, "--closest", "--force")
+    assert result.exit_code == 0 and "(target 100 bytes: missed: q0 is the smallest file)" in result.stdout, result.output
+    result = run("compress", image_file, "--size", 1500, "--force")
+    assert result.exit_code == 0 and "(target 1,500 bytes: met at q" in result.stdout, result.output
+    assert 0.98 * 1500 <= target.stat().st_size <= 1500
 
 
 @pytest.mark.parametrize("args, fragment", [
     (("-q", 3, "--target-bpp", 1), "at most one of"),
     (("--target-bpp", 0.5, "--target-psnr", 30), "at most one of"),
+    (("--size", 500, "--target-bpp", 1), "at most one of --quality, --target-bpp, --size and --target-psnr"),
+    (("--size", 0), "must be a positive number"),
+    (("-q", 30, "--closest"), "--closest goes with a target"),
     (("--target-psnr", -1), "must be a positive number"),
     (("--target-bpp", "nan"), "must be a positive number"),
     (("-q", 101), "from 0 to 100"),
@@ -349,7 +371,7 @@ def test_an_output_ending_in_a_slash_is_a_folder(tiny_model, image_file, tmp_pat
     result = run("compress", image_file, "--model", "tiny", "-o", f"{tmp_path / 'coded'}/")
     assert result.exit_code == 0 and (tmp_path / "coded" / "photo.lic").is_file(), result.output
     result = run("decompress", tmp_path / "coded" / "photo.lic", "-o", f"{tmp_path / 'decoded'}/")
-    assert result.exit_code == 0 and (tmp_path / "decoded" / "photo.png").is_file(), result.output
+    assert result.exit_code == 0 and (tmp_path / "decoded" / "photo.lic.png").is_file(), result.output
 
 
 def test_a_folder_run_goes_on_past_bad_files(tiny_model, tmp_path):
@@ -367,7 +389,7 @@ def test_a_folder_run_goes_on_past_bad_files(tiny_model, tmp_path):
     coded.write_bytes(data[:-10] + bytes([data[-10] ^ 4]) + data[-9:])
     result = run("decompress", tmp_path / "coded", "-o", tmp_path / "decoded")
     assert_one_line_error(result, f"{coded}: corrupted file (CRC32 mismatch)")
-    assert [p.name for p in (tmp_path / "decoded").iterdir()] == ["c.png"]
+    assert [p.name for p in (tmp_path / "decoded").iterdir()] == ["c.lic.png"]
 
 
 def test_folders_mirror_their_subfolders_and_skip_existing_outputs(tiny_model, tmp_path):
@@ -378,7 +400,7 @@ def test_folders_mirror_their_subfolders_and_skip_existing_outputs(tiny_model, t
     assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.lic")) == ["a/x.lic", "b/x.lic"]
     result = run("decompress", tmp_path / "out", "-o", tmp_path / "decoded")
-    assert result.exit_code == 0 and (tmp_path / "decoded" / "a" / "x.png").is_file(), result.output
+    assert result.exit_code == 0 and (tmp_path / "decoded" / "a" / "x.lic.png").is_file(), result.output
     kept = (tmp_path / "out" / "b" / "x.lic").read_bytes()
     (tmp_path / "out" / "a" / "x.lic").unlink()
     assert_one_line_error(run("compress", tmp_path / "tree", "--model", "tiny", "-o", tmp_path / "out"), "already exists")
@@ -400,7 +422,10 @@ def test_standard_input_and_output(tiny_model, image_file, tmp_path):
     result = runner.invoke(app, ["decompress", "-", "-o", "-"], input=reference)
     assert result.exit_code == 0 and "standard input -> standard output" in result.stderr, result.output
     assert Image.open(io.BytesIO(result.stdout_bytes)).format == "PNG"
-    assert_one_line_error(runner.invoke(app, ["compress", "-", "--model", "tiny"], input=b""), "standard input (-) must be")
+    assert_one_line_error(runner.invoke(app, ["compress", "-", "--model", "tiny"], input=b""),
+                          "standard input (-) needs -o: a file, or - for standard output")
+    assert_one_line_error(runner.invoke(app, ["compress", "-", str(image_file), "-o", str(tmp_path / "out/")], input=b""),
+                          "standard input (-) must be the only input")
     assert_one_line_error(runner.invoke(app, ["compress", "-", "--model", "tiny", "-o", "-"], input=b"junk"),
                           "standard input: not an image file")
 
@@ -430,3 +455,107 @@ def test_compress_help_names_the_default_effort():
     from codec.models.refine import DEFAULT_EFFORT
 
     assert f"default {DEFAULT_EFFORT}" in " ".join(run("compress", "--help").stdout.split())
+
+
+def test_a_decode_never_lands_on_the_image_it_was_made_from(tiny_model, tmp_path):
+    """The README's two commands in order, and a folder decoded with --force: the PNGs stay."""
+    folder = image_folder(tmp_path / "shots", 40, 30)
+    originals = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert run("compress", folder, "--model", "tiny", "-o", folder).exit_code == 0
+    result = run("decompress", folder / "0.lic")
+    assert result.exit_code == 0 and f"-> {folder / '0.lic.png'}" in result.stdout, result.output
+    result = run("decompress", folder, "--force")  # every .lic, beside it
+    assert result.exit_code == 0, result.output
+    assert run("decompress", folder, "-o", folder, "--force").exit_code == 0
+    assert {p.name: p.read_bytes() for p in folder.glob("?.png")} == originals
+    assert sorted(p.name for p in folder.glob("*.lic.png")) == ["0.lic.png", "1.lic.png", "2.lic.png"]
+    named = run("decompress", folder / "1.lic", "-o", folder / "1.png", "--force")  # named with -o: the user's call
+    assert named.exit_code == 0 and (folder / "1.png").read_bytes() != originals["1.png"]
+
+
+def test_several_inputs_need_a_folder_and_distinct_names(tiny_model, image_file, tmp_path):
+    other = tmp_path / "other.png"
+    natural_image(30, 20, seed=3).save(other)
+    assert run("compress", image_file, other, "--model", "tiny").exit_code == 0
+    coded = [image_file.with_suffix(".lic"), other.with_suffix(".lic")]
+    assert_one_line_error(run("decompress", *coded, "-o", tmp_path / "one_out.png"),
+                          f"{tmp_path / 'one_out.png'}: one output file cannot take 2 inputs ({coded[0]}, {coded[1]})")
+    assert not (tmp_path / "one_out.png").exists()
+    twin = tmp_path / "sub" / "photo.png"
+    twin.parent.mkdir()
+    natural_image(30, 20).save(twin)
+    assert_one_line_error(run("compress", image_file, twin, "--model", "tiny", "-o", tmp_path / "out", "--force"),
+                          f"{image_file} and {twin} would both write {tmp_path / 'out' / 'photo.lic'}")
+
+
+def test_hidden_files_in_folders_are_left_out(tiny_model, tmp_path):
+    folder = image_folder(tmp_path / "in", 40, 30)
+    (folder / ".thumb.png").write_bytes(b"not really")  # a desktop's thumbnail, an editor's backup
+    (folder / ".cache").mkdir()
+    natural_image(40, 30).save(folder / ".cache" / "x.png")
+    result = run("compress", folder, "--model", "tiny", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")) == ["0.lic", "1.lic", "2.lic"]
+
+
+def test_an_unwritable_folder_names_the_output_not_the_temporary_file(tiny_model, image_file, tmp_path, monkeypatch):
+    import tempfile
+
+    def refused(dir, prefix, suffix):
+        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}abc{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    target = tmp_path / "locked" / "photo.lic"
+    result = run("compress", image_file, "--model", "tiny", "-o", target)
+    assert_one_line_error(result, f"{image_file}: {target}: Permission denied")
+    assert ".tmp" not in result.stderr
+
+
+def test_quiet_prints_errors_only(tiny_model, tmp_path):
+    folder = image_folder(tmp_path / "in", 40, 30)
+    (folder / "3.png").write_bytes(b"")
+    image = natural_image(20, 10).convert("RGBA")
+    image.putpixel((0, 0), (0, 0, 0, 0))
+    image.save(folder / "4.png")  # flattened onto white: a note, silenced
+    result = run("compress", folder, "--model", "tiny", "-o", tmp_path / "out", "--quiet")
+    assert_one_line_error(result, f"{folder / '3.png'}: not an image file")
+    assert result.stdout == "" and len(list((tmp_path / "out").iterdir())) == 4
+    result = run("decompress", tmp_path / "out", "-o", tmp_path / "back", "--quiet")
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_a_file_larger_than_its_input_gets_a_note(tiny_model, tmp_path):
+    """Stripes of two colours: PNG's ground (153 bytes), not a photo codec's (the shipped model's 573)."""
+    stripes = tmp_path / "stripes.png"
+    pixels = np.zeros((64, 64, 3), np.uint8)
+    pixels[:, ::2] = 255
+    Image.fromarray(pixels).save(stripes)
+    result = run("compress", stripes)
+    coded = stripes.with_suffix(".lic").stat().st_size
+    assert result.exit_code == 0 and coded > stripes.stat().st_size, result.output
+    assert (f"note: {stripes}: the coded file ({coded:,} bytes) is larger than the input ({stripes.stat().st_size:,} bytes)"
+            in result.stderr)
+    result = run("compress", image_folder(tmp_path / "photos", 96, 72), "--model", "tiny", "-o", tmp_path / "out")
+    assert result.exit_code == 0 and "larger than the input" not in result.stderr
+
+
+def test_models_shows_whole_names_and_where_user_models_live(tiny_variable_model, codec_home):
+    result = run("models")
+    assert result.exit_code == 0 and "gained-mean-scale-hyperprior" in result.stdout, result.stdout
+    assert str(codec_home / "models") in " ".join(result.stdout.split())
+    assert "$CODEC_HOME/models" in " ".join(run("models", "--help").stdout.split())
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress", "models", "train", "export", "pack", "eval", "fetch"])
+def test_help_shows_no_type_on_flags(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0 and "<bool>" not in result.stdout and "--help" in result.stdout
+
+
+def test_a_resume_needs_no_recipe_options(dataset, tmp_path):
+    checkpoint = tmp_path / "vr.ckpt"
+    result = run("train", "--data", dataset, "-o", checkpoint, "--arch", "gained-mean-scale-hyperprior", "--N", 8, "--M", 16,
+                 "--batch-size", 1, "--crop", 64, "--steps", 1)
+    assert result.exit_code == 0, result.output
+    result = run("train", "--data", dataset, "-o", checkpoint, "--steps", 2)
+    assert result.exit_code == 0 and "resuming" in result.stderr and "ignoring" not in result.stderr, result.output

@@ -222,3 +222,32 @@ def test_the_effort_is_part_of_a_models_point(tiny_variable_model, small_images,
     assert not {t.key for t in searched} & {t.key for t in plain}
     with pytest.raises(CodecError, match="effort must be an integer from 0 to 9"):
         report.plan(small_images, cards, [], effort=10)
+
+
+def test_eval_goes_on_past_a_bad_image(small_images, tmp_path, monkeypatch):
+    monkeypatch.setitem(baselines.BASELINES, "jpeg420", dataclasses.replace(baselines.BASELINES["jpeg420"], settings=(60,)))
+    (small_images / "broken.png").write_bytes(b"not a png")
+    (small_images / ".hidden.png").write_bytes(b"")  # left out, as compress leaves it out
+    out = tmp_path / "out"
+    result = run("eval", small_images, "--models", "none", "--baselines", "jpeg420", "-o", out, "--jobs", 1)
+    assert_one_line_error(result, f"{small_images / 'broken.png'}: not an image file")
+    with open(out / "rows.csv") as f:
+        assert sorted(row["image"] for row in csv.DictReader(f)) == ["im0.png", "im1.png", "im2.png"]
+    (small_images / "im0.png").write_bytes(b"")
+    (small_images / "im1.png").write_bytes(b"")
+    (small_images / "im2.png").write_bytes(b"")
+    result = run("eval", small_images, "--models", "none", "--baselines", "jpeg420", "-o", out, "--force")
+    assert result.exit_code == 1 and f"{small_images}: none of its images could be read" in result.stderr
+
+
+def test_curves_pool_the_bits_over_all_pixels_and_count_the_ms_ssim_images():
+    """A 1x1 image's 400 bpp weighs as its one pixel against a 200x200 image's 40,000."""
+    rows = [{"codec": "x", "setting": 1, "bytes": 50, "bpp": 400.0, "psnr": 20.0, "ms_ssim": None, "ms_ssim_db": None,
+             "encode_s": 0.1, "decode_s": 0.1},
+            {"codec": "x", "setting": 1, "bytes": 2500, "bpp": 0.5, "psnr": 30.0, "ms_ssim": 0.9, "ms_ssim_db": 10.0,
+             "encode_s": 0.3, "decode_s": 0.3}]
+    (point,) = report.curves(rows)["x"]
+    assert point["bpp"] == pytest.approx(8 * 2550 / 40001)
+    assert point["psnr"] == 25.0 and point["images"] == 2
+    assert point["ms_ssim"] == 0.9 and point["ms_ssim_images"] == 1
+    assert "all images' pixels" in report.bd_markdown(report.curves(rows), "t")

@@ -78,18 +78,24 @@ def _check_size(size: tuple[int, int], name) -> None:
 def _normalize(image: Image.Image, name, deep: bool = False) -> Image.Image:
     _check_size(image.size, name)
     original = image
+    if image.format == "TIFF" and EXIF_GROUPS[0] in image.getexif():  # Pillow reads a TIFF's EXIF as its own tags
+        _notice(f"{name}: the EXIF in its TIFF tags is not carried (EXIF of JPEG, PNG and WebP inputs is)")
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         _notice(f"{name}: animated ({frames} frames): only the first frame is coded")
         image = image.copy()  # that frame alone, which a second look does not call animated
     orientation = image.getexif().get(ORIENTATION, 1)
-    if orientation != 1:
+    if orientation in range(2, 9):  # 1 is upright; anything else is no orientation EXIF defines
         image = ImageOps.exif_transpose(image)
         exif = image.getexif()
         exif[ORIENTATION] = 1  # applied: the decoded image is displayed as it is
         image.info["exif"] = exif.tobytes()
         _notice(f"{name}: rotated/flipped as its EXIF orientation ({orientation}) says")
     metadata = metadata_of(image)
+    if "exif" in metadata and not exif_parses(metadata["exif"]):  # a file that carried it could not be decoded
+        _notice(f"{name}: its EXIF does not parse: it is left out")
+        del metadata["exif"]
+        image = image.copy() if image is original else image  # the caller's image keeps its info
     if image.mode in ("I;16", "I;16B", "I;16L", "I") or deep:
         _notice(f"{name}: 16-bit samples reduced to 8 bits")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -154,20 +160,26 @@ def with_metadata(info: dict, metadata: dict[str, bytes]) -> dict:
     return {**info, **{keys[kind]: data for kind, data in metadata.items()}}
 
 
-def check_metadata(metadata: dict[str, bytes]) -> None:
-    """Refuse EXIF that Pillow cannot parse (the TIFF writer parses it): a damaged file's, as a
-    BitstreamError. The container has checked the entries' outward form already."""
-    if "exif" not in metadata:
-        return
+def exif_parses(exif: bytes) -> bool:
+    """Whether Pillow parses EXIF and writes it again, as the TIFF writer does (its warnings about
+    odd tags, common in cameras' EXIF, are not failures)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # Pillow reports a truncated IFD as a warning
-            exif = Image.Exif()
-            exif.load(metadata["exif"])
+            warnings.simplefilter("ignore")
+            tags = Image.Exif()
+            tags.load(exif)
             for group in EXIF_GROUPS:
-                exif.get_ifd(group)
-            exif.tobytes()
+                tags.get_ifd(group)
+            tags.tobytes()
     except Exception:  # noqa: BLE001 - whatever Pillow's parser raises on garbage
+        return False
+    return True
+
+
+def check_metadata(metadata: dict[str, bytes]) -> None:
+    """Refuse a file's EXIF that does not parse (only a damaged file's: compress leaves such EXIF
+    out) as a BitstreamError. The container has checked the entries' outward form already."""
+    if "exif" in metadata and not exif_parses(metadata["exif"]):
         raise BitstreamError("corrupted file (its EXIF does not parse)")
 
 

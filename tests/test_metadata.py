@@ -26,6 +26,10 @@ def exif(orientation: int = 1) -> Image.Exif:
     return tags
 
 
+# The orientation tag typed UNDEFINED instead of SHORT: Pillow reads it, but cannot write it again.
+UNPARSABLE_EXIF = exif().tobytes()[6:].replace(b"\x01\x12\x00\x03", b"\x01\x12\x00\x07")
+
+
 def photo(path, orientation: int = 1, image: Image.Image | None = None):
     """A PNG with an ICC profile, EXIF and XMP, as a camera's or an editor's would have them."""
     (image or natural_image(40, 24)).save(path, icc_profile=SRGB, exif=exif(orientation), pnginfo=xmp_text())
@@ -115,7 +119,7 @@ def test_damaged_exif_is_a_one_line_bitstream_error(tiny_model, tmp_path):
     from dataclasses import replace
 
     stream = Bitstream.from_bytes(codec.compress(photo(tmp_path / "photo.png"), model="tiny"))
-    damaged = replace(stream, metadata={**stream.metadata, "exif": b"MM\0*" + b"\xff" * 20}).to_bytes()
+    damaged = replace(stream, metadata={**stream.metadata, "exif": UNPARSABLE_EXIF}).to_bytes()
     with pytest.raises(codec.BitstreamError, match=r"^corrupted file \(its EXIF does not parse\)$"):
         codec.decompress(damaged)
     (tmp_path / "damaged.lic").write_bytes(damaged)
@@ -131,3 +135,21 @@ def test_save_image_writes_every_lossless_format(tmp_path):
         left_out = save_image(image, buffer, kind)
         assert left_out == ([] if kind in ("PNG", "TIFF") else ["ICC profile", "XMP"])
         assert np.array_equal(np.asarray(Image.open(buffer)), np.asarray(image)), kind
+
+
+def test_a_tiffs_exif_is_noted_as_not_carried(tmp_path):
+    from codec.image import open_image
+
+    path = tmp_path / "scan.tif"
+    natural_image(8, 6).save(path, exif=exif(), icc_profile=SRGB)
+    with pytest.warns(codec.ConversionWarning, match="the EXIF in its TIFF tags is not carried"):
+        image = open_image(path)
+    assert metadata_of(image) == {"icc": SRGB}
+
+
+def test_exif_that_does_not_parse_is_left_out_with_a_notice(tiny_model):
+    image = natural_image(8, 6)
+    image.info["exif"] = b"Exif\0\0" + UNPARSABLE_EXIF
+    with pytest.warns(codec.ConversionWarning, match="its EXIF does not parse: it is left out"):
+        data = codec.compress(image, model="tiny")
+    assert Bitstream.from_bytes(data).metadata == {} and "exif" in image.info  # the caller's image is left alone

@@ -546,7 +546,7 @@ def test_models_shows_whole_names_and_where_user_models_live(tiny_variable_model
     assert "$CODEC_HOME/models" in " ".join(run("models", "--help").stdout.split())
 
 
-@pytest.mark.parametrize("command", ["compress", "decompress", "models", "train", "export", "pack", "eval", "fetch"])
+@pytest.mark.parametrize("command", ["compress", "decompress", "models", "train", "export", "pack", "eval", "fetch", "compare", "info"])
 def test_help_shows_no_type_on_flags(command):
     result = run(command, "--help")
     assert result.exit_code == 0 and "<bool>" not in result.stdout and "--help" in result.stdout

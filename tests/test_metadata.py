@@ -57,6 +57,11 @@ def test_metadata_rides_in_the_file_and_comes_back(tiny_model, tmp_path):
     assert codec.compress(tmp_path / "photo.png", model="tiny", metadata=False) == plain  # version 2, as before
     assert plain[4] == 2 and Bitstream.from_bytes(plain).metadata == {}
     assert len(data) - len(plain) == 1 + 5 * 3 + len(SRGB) + len(stream.metadata["exif"]) + len(XMP)
+    (tmp_path / "photo.lic").write_bytes(data)
+    lines = dict(line.split(None, 1) for line in run("info", tmp_path / "photo.lic").stdout.splitlines()[1:])
+    assert lines["format"] == "version 3" and lines["metadata"] == (
+        f"ICC profile {len(SRGB):,} bytes, EXIF {len(stream.metadata['exif']):,} bytes, XMP {len(XMP):,} bytes")
+    assert lines["streams"].endswith(f"header and CRC {len(plain) - sum(map(len, stream.streams)) + 16:,} bytes")
 
 
 def test_an_applied_orientation_is_written_back_as_1(tiny_model, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import CODING_DTYPES, natural_image, small_model
+from tests.helpers import CODING_DTYPES, checkerboard_model, natural_image, small_model
 from codec.image import to_tensor
 from codec.models import coding
 from codec.models.strided import depth_to_space_conv, space_to_depth_conv
@@ -160,20 +160,6 @@ def test_symbols_code_to_compressais_streams():
 
 
 # --- the checkerboard context ----------------------------------------------------------------------
-
-def checkerboard_model(context_weight: float = 0.05):
-    """A small untrained checkerboard model whose gains (1 to 100) span a range of rates and whose
-    context, zero at init, has random weights that change the second pass's scales and means."""
-    model = small_model("gained-checkerboard-hyperprior", hyper_block=4)
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        model.gain.copy_(torch.logspace(0, 2, model.anchors)[:, None].expand_as(model.gain))
-        model.inverse_gain.copy_(1 / model.gain)
-        for parameter in model.entropy_parameters[-1].parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * context_weight)
-    model.update(force=True)
-    return model
-
 
 def test_anchor_mask_is_a_checkerboard():
     from codec.models.architectures import anchor_mask

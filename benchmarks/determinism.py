@@ -22,7 +22,7 @@ from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.metrics import psnr
 from codec.models.tiling import blockwise
-from codec.models.registry import SHIPPED_DIR, get_card, list_models, load_model
+from codec.registry import SHIPPED_DIR, get_card, list_models, load_model
 from codec.summation import split_channel_sums
 
 

@@ -36,8 +36,8 @@ from codec.fileio import atomic_write, image_files
 from codec.synthetic import random_image
 from codec.image import to_tensor
 from codec.models.architectures import GainedMeanScaleHyperprior, build_model
-from codec.models.registry import get_card, load_model
 from codec.models.widen import widened
+from codec.registry import get_card, load_model
 
 @dataclass
 class TrainConfig:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from codec.models.registry import save_model
+from codec.registry import save_model
 from tests.helpers import SMALL, image_folder, natural_image, small_model
 
 
@@ -17,7 +17,7 @@ def codec_home(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_model(codec_home):
     """A small untrained mean-scale model registered as 'tiny' in the user registry."""
-    from codec.models.registry import user_dir
+    from codec.registry import user_dir
 
     card = save_model(
         small_model(), user_dir(), name="tiny", arch="mean-scale-hyperprior",
@@ -30,7 +30,7 @@ def tiny_model(codec_home):
 def tiny_variable_model(codec_home):
     """A small untrained variable-rate model registered as 'tinyvr' in the user registry; its
     gains (1 to 100) make its latents, small before training, span a range of rates."""
-    from codec.models.registry import user_dir
+    from codec.registry import user_dir
 
     model = small_model("gained-mean-scale-hyperprior", hyper_block=4)
     with torch.no_grad():

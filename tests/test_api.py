@@ -12,7 +12,7 @@ from PIL import Image
 import codec
 from codec.image import open_image, to_image, to_tensor
 from codec.models import coding
-from codec.models.registry import load_model, save_model, user_dir
+from codec.registry import load_model, save_model, user_dir
 from tests.helpers import SMALL, natural_image, small_model
 
 

@@ -9,7 +9,7 @@ import sys
 import torch
 
 from codec.train import Checkpoint
-from codec.models.registry import get_card
+from codec.registry import get_card
 
 # Runs the `codec train` command and then saves this rank's final weights, which only the test needs:
 # rank 0's checkpoint alone cannot show that the other rank ended with the same model.

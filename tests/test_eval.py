@@ -109,7 +109,7 @@ def test_report_files_and_cache(tiny_model, small_images, tmp_path, monkeypatch)
 
 
 def test_changed_image_or_model_is_measured_again(tiny_model, small_images):
-    from codec.models.registry import save_model, user_dir
+    from codec.registry import save_model, user_dir
     from tests.helpers import SMALL, small_model
 
     before = report.plan(small_images, report.select_models("tiny"), ["jpeg420"], settings=SWEEP)

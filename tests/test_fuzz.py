@@ -16,7 +16,7 @@ def test_damaged_files_end_in_clean_errors_or_images(tiny_model):
 
 def test_damaged_checkerboard_files_end_in_clean_errors_or_images(codec_home):
     """Garbage in the anchors' stream becomes the context's input: its exact path clamps it."""
-    from codec.models.registry import save_model, user_dir
+    from codec.registry import save_model, user_dir
 
     save_model(checkerboard_model(), user_dir(), name="cbfuzz", arch="gained-checkerboard-hyperprior",
                config={**SMALL, "hyper_attention": "none", "hyper_block": 4}, lmbda=None, metric="mse", default_quality=30.0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from codec.models.registry import DEFAULT_MODEL
+from codec.registry import DEFAULT_MODEL
 from tests.helpers import image_folder
 
 ROOT = Path(__file__).parents[1]

@@ -9,7 +9,7 @@ from codec.image import to_image, to_tensor
 from codec.metrics import psnr
 from codec.models import coding
 from codec.models.exact import exact_forward
-from codec.models.registry import load_model
+from codec.registry import load_model
 from codec.models.tiling import blockwise
 from tests.helpers import CODING_DTYPES, natural_image, small_model
 

@@ -69,7 +69,7 @@ def test_packed_checkpoint_is_smaller_and_resumes_close_to_the_run(dataset, tmp_
 def test_moving_average_is_what_ships(dataset, tmp_path, codec_home):
     """With --ema the checkpoint keeps the average apart from the live weights, and export ships the average."""
     from codec.export import export_checkpoint
-    from codec.models.registry import get_card, load_model
+    from codec.registry import get_card, load_model
 
     path = train(config(dataset, 3, ema=0.5), tmp_path / "ema.ckpt", report=lambda *a: None)
     state = Checkpoint.load(path)

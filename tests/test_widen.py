@@ -6,7 +6,7 @@ import torch
 from codec.image import to_tensor
 from codec.models.architectures import GainedMeanScaleHyperprior
 from codec.models.widen import widened
-from tests.conftest import natural_image, small_model
+from tests.helpers import natural_image, small_model
 
 
 def trained_like(seed=0):

@@ -381,3 +381,15 @@ def test_a_one_rate_model_has_no_search(tiny_model):
     assert codec.compress(image, model="tiny") == codec.compress(image, model="tiny", effort=0)
     with pytest.raises(codec.ModelError, match="no search of its latents"):
         codec.compress(image, model="tiny", effort=3)
+
+
+def test_a_search_the_model_cannot_run_is_a_codec_error(codec_home, monkeypatch):
+    """The model layer's SearchError (a large image, a hyperprior without blocks) reaches the caller
+    as a CodecError, naming no option of the command."""
+    from codec.models import refine
+
+    save_model(small_model("gained-mean-scale-hyperprior"), user_dir(), name="noblocks", arch="gained-mean-scale-hyperprior",
+               config={**SMALL, "hyper_attention": "none"}, lmbda=None, metric="mse", default_quality=30.0)
+    monkeypatch.setattr(refine, "SEARCH_WHOLE_PIXELS", 32 * 32)
+    with pytest.raises(codec.CodecError, match="works in blocks; use effort 0$"):
+        codec.compress(natural_image(64, 64), model="noblocks", effort=1)

@@ -47,7 +47,7 @@ def torchrun(tmp_path, data, out, steps, *options):
     ]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": root}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)  # no time limit: a loaded machine may take minutes
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

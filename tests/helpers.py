@@ -4,7 +4,7 @@ Fixtures are in conftest.py; test files import from here and never from each oth
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from codec.cli.main import app
@@ -72,3 +72,30 @@ def assert_one_line_error(result, fragment):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("codec: error:") and fragment in lines[0], result.stderr
     assert "Traceback" not in result.output
+
+
+# Metadata as a camera or an editor writes it (tests/test_metadata.py, tests/test_fuzz.py).
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+XMP = '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+
+
+def exif(orientation: int = 1) -> Image.Exif:
+    tags = Image.Exif()
+    tags[0x0112] = orientation
+    tags[0x010F] = "Maker"
+    tags.get_ifd(0x8769)[0x9003] = "2024:05:06 07:08:09"  # DateTimeOriginal, in the EXIF IFD
+    return tags
+
+
+def photo(path, orientation: int = 1, image: Image.Image | None = None):
+    """A PNG with an ICC profile, EXIF and XMP, as a camera's or an editor's would have them."""
+    (image or natural_image(40, 24)).save(path, icc_profile=SRGB, exif=exif(orientation), pnginfo=xmp_text())
+    return path
+
+
+def xmp_text():
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_itxt("XML:com.adobe.xmp", XMP)
+    return text

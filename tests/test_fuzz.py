@@ -2,7 +2,7 @@
 
 import codec
 from codec.fuzz import fuzz
-from tests.helpers import SMALL, checkerboard_model, natural_image
+from tests.helpers import SMALL, checkerboard_model, natural_image, photo
 
 
 def test_damaged_files_end_in_clean_errors_or_images(tiny_model):
@@ -29,8 +29,6 @@ def test_damaged_checkerboard_files_end_in_clean_errors_or_images(codec_home):
 def test_damaged_metadata_ends_in_clean_errors_or_writable_images(tiny_model, tmp_path):
     """A file that carries an ICC profile, EXIF and XMP, its metadata flipped with the CRC recomputed
     among the other mutations: every decoded image must still write as PNG and TIFF."""
-    from tests.test_metadata import photo
-
     data = codec.compress(photo(tmp_path / "photo.png", image=natural_image(50, 30)), model="tiny")
     outcomes = fuzz(data, count=200, max_pixels=128 * 128)
     assert [key for key in outcomes if key.startswith("crash")] == []

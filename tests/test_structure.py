@@ -58,13 +58,18 @@ def test_tests_import_neither_the_benchmarks_nor_each_other():
     assert found == set()
 
 
-def test_help_and_models_import_neither_torch_nor_compressai():
-    """What `codec --help` and `codec models` import, in a fresh process (how long they take is
-    benchmarks/startup.py's business, not a test's)."""
+def test_help_models_and_info_import_neither_torch_nor_compressai(tiny_model, tmp_path):
+    """What `codec --help`, `codec models` and `codec info` import, in a fresh process (how long they
+    take is benchmarks/startup.py's business, not a test's)."""
     import subprocess
     import sys
 
-    for arguments in (["--help"], ["models"]):
+    import codec
+    from tests.helpers import natural_image
+
+    coded = tmp_path / "image.lic"
+    coded.write_bytes(codec.compress(natural_image(32, 32), model="tiny"))
+    for arguments in (["--help"], ["models"], ["info", str(coded)]):
         script = ("import sys\nfrom codec.cli.main import main\nsys.argv = ['codec', *sys.argv[1:]]\n"
                   "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code\n"
                   "print([name for name in ('torch', 'compressai') if name in sys.modules])")

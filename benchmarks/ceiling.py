@@ -14,6 +14,8 @@ training first: it runs on every core.
 
     python benchmarks/ceiling.py ../shared/data/kodak --train ../shared/data/train --model vr3 \
         --out docs/ceiling/vr3.json
+
+--dry-run scores the first image at the first anchor and stops: a check of the set-up before a long run.
 """
 
 import argparse
@@ -30,7 +32,7 @@ from codec.api import compress, decompress
 from codec.fileio import image_files
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import bits_per_pixel, psnr
-from codec.models.registry import default_card, get_card, load_model
+from codec.registry import default_card, get_card, load_model
 from codec.synthetic import reference_patterns
 
 
@@ -110,8 +112,10 @@ def main():
     parser.add_argument("--limit", type=int, help="score only the first N Kodak images (0: the patterns alone)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write every figure as JSON here")
+    parser.add_argument("--dry-run", action="store_true", help="score the first image at the first anchor, then stop")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if not args.dry_run:
+        torch.set_num_threads(args.threads)
     card = get_card(args.model) if args.model else default_card()
     if not card.variable_rate:
         parser.error(f"{card.name} is not a variable-rate model")
@@ -124,6 +128,10 @@ def main():
     sets = {"kodak": kodak, "patterns": patterns} if kodak else {"patterns": patterns}
     if args.train:
         sets["training crops"] = training_crops(args.train, args.crops)
+    if args.dry_run:
+        name, image = next(iter(next(iter(sets.values())).items()))
+        print(f"{name} at anchor {anchors[0]}: {score(card, net, image, anchors[0])}")
+        return
     started = time.monotonic()
     results = {"model": card.name, "anchors": {}}
     for anchor in anchors:

@@ -10,6 +10,10 @@ alternating with ours in worker processes as speed.py runs them, CompressAI's ow
 compress/decompress. Pause other work first.
 
     python benchmarks/compute_bound.py ../shared/data/kodak --images 3
+
+With the default model (`vr3`) CompressAI's side carries its transforms without the rate gains
+(speed.py says why); our stages run at gain 1 too. --dry-run profiles the first image once in this
+process, without the worker processes: a check of the set-up before a long run.
 """
 
 import argparse
@@ -25,12 +29,8 @@ from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.models import coding
 from codec.models.layers import GDN
-from codec.models.registry import get_card, load_model
+from codec.registry import default_card, get_card, load_model
 from speed import Worker
-
-# A one-rate mean-scale model, the architecture CompressAI also has. It left the package on
-# 2026-12-01; install it from git first (models/checkpoints/README.md says how).
-COMPARED_MODEL = "msh2-q3"
 
 
 def median_seconds(function, repeat: int) -> float:
@@ -43,10 +43,10 @@ def median_seconds(function, repeat: int) -> float:
     return statistics.median(times)
 
 
-def gemm_rate(threads: int, repeat: int) -> float:
-    """Multiply-accumulates per second of a 2048³ float32 matrix product: the attainable peak."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    return 2048**3 / median_seconds(lambda: a @ b, repeat)
+def gemm_rate(repeat: int, side: int = 2048) -> float:
+    """Multiply-accumulates per second of a side³ float32 matrix product: the attainable peak."""
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    return side**3 / median_seconds(lambda: a @ b, repeat)
 
 
 def layer_macs(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -106,10 +106,13 @@ def main():
     parser.add_argument("--model", help="registered mean-scale model (default: the shipped default)")
     parser.add_argument("--repeat", type=int, default=5, help="timings per measurement (medians)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dry-run", action="store_true", help="profile the first image once in this process, then stop")
     args = parser.parse_args()
     arrays = [np.asarray(open_image(path).convert("RGB")) for path in image_files(args.images)[: args.count]]
+    if args.dry_run:
+        args.repeat, arrays = 1, []
 
-    workers = {side: Worker(side, args.model, args.threads) for side in ("ours-float32", "compressai")}
+    workers = {side: Worker(side, args.model, None, args.threads) for side in ("ours-float32", "compressai") if arrays}
     totals = {side: [] for side in workers}
     for array in arrays:
         for _ in range(args.repeat):
@@ -119,13 +122,29 @@ def main():
     for worker in workers.values():
         worker.close()
 
-    retain_freed_memory()
-    torch.set_num_threads(args.threads)
-    model = load_model(get_card(args.model or COMPARED_MODEL))
-    coding.DTYPE = torch.float32
-    rate = gemm_rate(args.threads, args.repeat)
+    if not args.dry_run:
+        retain_freed_memory()
+        torch.set_num_threads(args.threads)
+    model = load_model(get_card(args.model) if args.model else default_card())
+    saved, coding.DTYPE = coding.DTYPE, torch.float32
+    try:
+        floor = profile(model, args)
+    finally:
+        coding.DTYPE = saved
+    if not totals:
+        return
+    ours, reference = (statistics.median(totals[side]) for side in ("ours-float32", "compressai"))
+    print(f"encode+decode, {len(arrays)} image(s) x {args.repeat}, worker processes as in speed.py (medians): "
+          f"ours in float32 {ours:.3f} s, CompressAI {reference:.3f} s, ratio {ours / reference:.2f}")
+    print(f"at the matrix rate, g_a + g_s would take {floor:.3f} s = {floor / reference:.2f} of CompressAI's encode+decode")
+
+
+def profile(model, args) -> float:
+    """Time the layers of g_a and g_s and the stages of float32 coding on the first image; returns
+    the seconds g_a and g_s would take at the matrix product's rate."""
+    rate = gemm_rate(args.repeat, 256 if args.dry_run else 2048)
     x = to_tensor(open_image(image_files(args.images)[0]).convert("RGB"), 64)
-    print(f"float32 matrix product (2048³), {args.threads} threads: {rate / 1e9:.1f} GMAC/s")
+    print(f"float32 matrix product, {torch.get_num_threads()} threads: {rate / 1e9:.1f} GMAC/s")
     print(f"layers on {x.shape[-1]}x{x.shape[-2]}, channels-last, inference:")
     with torch.inference_mode():
         g_a_seconds, g_a_macs = profile_transform("g_a", model.g_a, x, rate, args.repeat)
@@ -135,12 +154,10 @@ def main():
     print("our stages, as float32 compress/decompress run them:")
     for name, seconds in stages.items():
         print(f"  {name:32s} {seconds * 1e3:7.1f} ms")
-    ours, reference = (statistics.median(totals[side]) for side in ("ours-float32", "compressai"))
     floor = (g_a_macs + g_s_macs) / rate
-    print(f"encode+decode, {len(arrays)} image(s) x {args.repeat}, worker processes as in speed.py (medians): "
-          f"ours in float32 {ours:.3f} s, CompressAI {reference:.3f} s, ratio {ours / reference:.2f}")
     print(f"g_a + g_s: {(g_a_macs + g_s_macs) / 1e9:.1f} GMAC, measured {(g_a_seconds + g_s_seconds):.3f} s layer by layer;"
-          f" at the matrix rate {floor:.3f} s = {floor / reference:.2f} of CompressAI's encode+decode")
+          f" at the matrix rate {floor:.3f} s")
+    return floor
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from codec.api import rate_position
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.models.architectures import build_model
-from codec.models.registry import default_card, get_card, load_model
+from codec.registry import default_card, get_card, load_model
 
 
 def main():
@@ -56,7 +56,8 @@ def main():
                 times[name]["decompress"].append(end - middle)
                 sizes[name] = sum(map(len, strings))
         assert torch.equal(decoded["plain"], decoded["context"]), path
-        assert abs(sizes["context"] / sizes["plain"] - 1) < 1e-3, (path, sizes)
+        # The same symbols, in one more stream: its own ending (the coder's final state) costs up to 8 bytes.
+        assert abs(sizes["context"] - sizes["plain"]) <= 8 + 1e-3 * sizes["plain"], (path, sizes)
     print(f"{card.name} at quality {args.quality:g}, {args.count} images x {args.repeats}, {args.threads} threads; medians")
     print("| | plain (s) | with the context (s) | ratio |\n|---|---|---|---|")
     for step in ("compress", "decompress"):

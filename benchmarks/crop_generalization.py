@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.train import Checkpoint
-from codec.models.registry import get_card, load_model
+from codec.registry import get_card, load_model
 
 
 def load(source: str) -> torch.nn.Module:

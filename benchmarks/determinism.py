@@ -1,7 +1,7 @@
 """Bit-exact decoding across thread counts and summation orders, on a folder of images.
 
 For every image and model: encode once, then decode with 2 threads, with 1 thread, and with the
-hyper-synthesis summing its channels in another order (split_channel_sums, summation.py); count the
+hyper-synthesis summing its channels in another order (split_channel_sums, codec/summation.py); count the
 decoded images that differ. The same is done for the plain float32 hyper path that the codec used
 before (encode and decode with the float transform, the decoder in another order), counting the
 symbols whose CDF index changed and the images that decode differently. Also reports what the exact
@@ -22,8 +22,8 @@ from codec.fileio import image_files
 from codec.image import open_image, to_tensor
 from codec.metrics import psnr
 from codec.models.tiling import blockwise
-from codec.models.registry import SHIPPED_DIR, get_card, list_models, load_model
-from summation import split_channel_sums
+from codec.registry import SHIPPED_DIR, get_card, list_models, load_model
+from codec.summation import split_channel_sums
 
 
 @contextlib.contextmanager

@@ -8,6 +8,8 @@ the peaks do not carry over). Pause other work first.
 
     python benchmarks/effort.py ../shared/data/kodak [--efforts 0,2,5,9] [--qualities 10,30,50,70,90]
         [--every 4] [--model vr2] [--out docs/effort.json]
+
+--dry-run codes the first image at the first quality and effort in this process, and stops.
 """
 
 import argparse
@@ -29,7 +31,7 @@ def level(job: tuple[list[str], int, list[float], str | None]) -> dict:
     from codec.image import open_image
     from codec.metrics import bits_per_pixel, psnr
 
-    from codec.models.registry import default_card, get_card, load_model
+    from codec.registry import default_card, get_card, load_model
 
     torch.set_num_threads(2)
     load_model(get_card(model) if model else default_card())  # loading the weights is not part of the encode time
@@ -58,6 +60,7 @@ def main():
     parser.add_argument("--every", type=int, default=1, help="every K-th image only (4: kodim01, 05, ..., 21)")
     parser.add_argument("--model", default=None, help="a variable-rate model (default: the default one)")
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
+    parser.add_argument("--dry-run", action="store_true", help="code the first image once in this process, then stop")
     args = parser.parse_args()
     from codec.report import bd_rate
 
@@ -66,6 +69,9 @@ def main():
     if 0 not in efforts:
         efforts.insert(0, 0)
     qualities = [float(value) for value in args.qualities.split(",")]
+    if args.dry_run:
+        level((files[:1], efforts[0], qualities[:1], args.model))
+        return
     context = multiprocessing.get_context("spawn")
     results = []
     for effort in efforts:

@@ -1,5 +1,5 @@
 """Does storing the transforms' weights in half precision cost anything? Codes a folder of images
-with a checkpoint's weights as trained (float32) and as shipped (models.registry.compact_state);
+with a checkpoint's weights as trained (float32) and as shipped (codec.registry.compact_state);
 a variable-rate model at its lowest, middle and highest rates.
 
     python benchmarks/half_precision.py runs/vr.ckpt ../shared/data/kodak
@@ -14,7 +14,7 @@ from codec.metrics import psnr
 from codec.fileio import image_files
 from codec.train import Checkpoint, TrainConfig
 from codec.models.architectures import build_model
-from codec.models.registry import compact_state
+from codec.registry import compact_state
 
 
 def coded(model, image, position: float | None) -> tuple[float, float]:

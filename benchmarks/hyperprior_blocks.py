@@ -21,7 +21,7 @@ from codec.fileio import image_files
 from codec.train import Trainer, TrainConfig, load_validation
 from codec.models.layers import HYPER_ATTENTION
 from learning_speed import LMBDA, apply_settings, db_per_doubling
-from race import Contender, race, set_up_like_codec_train
+from codec.race import Contender, race, set_up_like_codec_train
 
 
 def main():

@@ -10,7 +10,7 @@ is the same mean over the 24 images that `codec eval` computes).
 import argparse
 
 from codec.report import bd_rate
-from codec.models.registry import get_card
+from codec.registry import get_card
 
 
 def curve(names: str) -> list[dict]:

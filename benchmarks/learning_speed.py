@@ -39,8 +39,8 @@ import torch
 from codec.fileio import image_files
 from codec.train import Trainer, TrainConfig, load_validation
 from codec.models.architectures import GainedMeanScaleHyperprior
-from codec.models.registry import DEFAULT_MODEL
-from race import Contender, race, set_up_like_codec_train
+from codec.registry import DEFAULT_MODEL
+from codec.race import Contender, race, set_up_like_codec_train
 
 LMBDA = 0.0067
 

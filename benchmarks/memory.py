@@ -6,6 +6,8 @@ and `codec decompress` on it as separate processes, and reports each one's wall 
 decoded size and PSNR.
 
     python benchmarks/memory.py ../shared/data/kodak --sizes 3840x2160 8000x8000 [--quality Q] [--effort E]
+
+--dry-run builds the mosaics and prints the commands instead of running them.
 """
 
 import argparse
@@ -43,6 +45,7 @@ def main():
     parser.add_argument("--sizes", type=size, nargs="+", default=[(3840, 2160)])
     parser.add_argument("--quality", type=int, default=None)
     parser.add_argument("--effort", type=int, default=None, help="encoder effort (default: the command's)")
+    parser.add_argument("--dry-run", action="store_true", help="build the mosaics, print the commands, run nothing")
     args = parser.parse_args()
     arrays = [np.asarray(open_image(path).convert("RGB")) for path in image_files(args.images)]
     codec = [str(Path(sys.executable).parent / "codec")]  # the console script beside this Python
@@ -51,6 +54,9 @@ def main():
         for width, height in args.sizes:
             source, coded, decoded = (Path(folder) / f"{width}x{height}{suffix}" for suffix in (".png", ".lic", ".out.png"))
             Image.fromarray(mosaic(arrays, width, height)).save(source, compress_level=1)
+            if args.dry_run:
+                print(" ".join([*codec, "compress", str(source), "-o", str(coded), "--force", *quality]))
+                continue
             encode = run([*codec, "compress", str(source), "-o", str(coded), "--force", *quality])
             decode = run([*codec, "decompress", str(coded), "-o", str(decoded), "--force"])
             with Image.open(source) as original, Image.open(decoded) as result:

@@ -4,7 +4,7 @@ Each variant is the recipe (the shipped variable-rate one by default: --crop 64,
 constant learning rate after the warm-up; with decay_fraction set, the decay runs over the last part
 of the variant's minutes, as `codec train --minutes` does) with its own KEY=VALUE changes, started from the same
 weights (--init: a registered model or a checkpoint) and seed; all train in turns a step at a time,
-each on its own clock (benchmarks/race.py), and are scored every --every minutes on every 4th Kodak
+each on its own clock (codec/race.py), and are scored every --every minutes on every 4th Kodak
 image (bpp from the likelihoods, PSNR of the quantized forward pass; a variable-rate model at its
 lowest, middle and highest anchors). The last table moves each variant's PSNR to the first variant's
 rate along the default model's Kodak curve (its local slope, learning_speed.db_per_doubling), an
@@ -25,7 +25,7 @@ import torch
 from codec.fileio import image_files
 from codec.train import Checkpoint, Trainer, TrainConfig, init_source, load_validation, rng_states, validate
 from learning_speed import apply_settings, db_per_doubling
-from race import Contender, race, set_up_like_codec_train
+from codec.race import Contender, race, set_up_like_codec_train
 
 
 def main():

@@ -14,7 +14,7 @@ import torch
 from codec.api import rate_position
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
-from codec.models.registry import default_card, get_card, load_model
+from codec.registry import default_card, get_card, load_model
 
 
 def main():

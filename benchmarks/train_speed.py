@@ -55,6 +55,8 @@ def main():
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--arch", default="mean-scale-hyperprior", help="our side's architecture (codec train --arch)")
+    parser.add_argument("--N", type=int, default=128, dest="n", help="channels of the transforms, both sides")
+    parser.add_argument("--M", type=int, default=192, dest="m", help="channels of the latent, both sides")
     parser.add_argument("--allocator", choices=("retain", "default"), default="retain")
     args = parser.parse_args()
     if args.allocator == "retain":
@@ -64,7 +66,7 @@ def main():
     from codec.models.architectures import is_variable_rate
 
     config = TrainConfig(data=args.data, lmbda=None if is_variable_rate(args.arch) else 0.0067, arch=args.arch,
-                         batch_size=args.batch_size, crop=args.crop)
+                         batch_size=args.batch_size, crop=args.crop, N=args.n, M=args.m)
     torch.manual_seed(0)
     sides = {f"ours {precision}": Trainer(dataclasses.replace(config, precision=precision)).step
              for precision in ("float32", "bfloat16")}
@@ -79,7 +81,7 @@ def main():
             step(x)
             if index >= 2:
                 times[side].append(time.perf_counter() - start)
-    print(f"{args.steps} steps per side, {args.arch}, batch {args.batch_size} x {args.crop}^2, {args.threads} threads, "
+    print(f"{args.steps} steps per side, {args.arch} N={args.n} M={args.m}, batch {args.batch_size} x {args.crop}^2, {args.threads} threads, "
           f"allocator {args.allocator}, CPU bfloat16 arithmetic: {'yes' if cpu_computes_bfloat16() else 'no'}")
     medians = {side: statistics.median(values) for side, values in times.items()}
     for side, median in medians.items():

@@ -428,14 +428,11 @@ def models():
     User models (`codec train --name`, `codec export`) live in $CODEC_HOME/models, by default
     ~/.local/share/codec/models.
     """
-    from codec.models.architectures import ARCHITECTURES
-    from codec.models.registry import DEFAULT_MODEL, SHIPPED_DIR, list_models, user_dir
+    from codec.models.anchors import ANCHOR_RANGE
+    from codec.registry import DEFAULT_MODEL, SHIPPED_DIR, list_models, user_dir
 
-    def trade_off(card) -> str:
-        if card.lmbda is not None:
-            return f"{card.lmbda:g}"
-        anchors = ARCHITECTURES[card.arch].anchor_lambdas
-        return f"{anchors[0]:g}-{anchors[-1]:g}"
+    def trade_off(card) -> str:  # a variable-rate model (no λ of its own) trains its anchors' range
+        return f"{card.lmbda:g}" if card.lmbda is not None else f"{ANCHOR_RANGE[0]:g}-{ANCHOR_RANGE[1]:g}"
 
     def where(card) -> str:
         if card.directory != SHIPPED_DIR:

@@ -25,7 +25,7 @@ from codec.errors import BitstreamError, CodecError, ModelError, TargetError
 from codec.image import check_metadata, icc_colour_space, is_grey, metadata_of, open_image, to_image, to_tensor, with_metadata
 from codec.metrics import bits_per_pixel, psnr as psnr_of
 from codec.models import coding, refine
-from codec.models.registry import RETIRED_MODELS, ModelCard, default_card, get_card, load_model, user_dir
+from codec.registry import RETIRED_MODELS, ModelCard, default_card, get_card, load_model, user_dir
 
 
 def _hundredths(quality) -> int:
@@ -42,12 +42,20 @@ def rate_position(net, hundredths: int) -> float:
     return hundredths * (net.anchors - 1) / MAX_QUALITY
 
 
+def check_effort(effort) -> int:
+    """An effort level as given, if it is one: an integer from 0 to refine.MAX_EFFORT."""
+    try:
+        return refine.check_effort(effort)
+    except refine.SearchError as error:
+        raise CodecError(str(error)) from None
+
+
 def _effort(effort, card: ModelCard) -> int:
     """An effort level, checked: an integer from 0 to 9; above 0, for a variable-rate MSE model only.
     None: refine.DEFAULT_EFFORT, or 0 for a model without a search."""
     if effort is None:
         return refine.DEFAULT_EFFORT if card.variable_rate and card.metric == "mse" else 0
-    if refine.check_effort(effort) and not card.variable_rate:
+    if check_effort(effort) and not card.variable_rate:
         raise ModelError(f"model {card.name} codes at one rate: it has no search of its latents (give effort 0)")
     if effort and card.metric != "mse":
         raise ModelError(f"model {card.name} was trained for {card.metric}: its latents are searched for MSE only (give effort 0)")
@@ -117,7 +125,10 @@ def compress(image: str | Path | bytes | Image.Image, quality: float | None = No
         elif effort == 0:
             strings = net.compress(x, rate_position(net, hundredths))
         else:
-            strings = refine.refined_streams(net, x, image.height, image.width, rate_position(net, hundredths), effort)
+            try:
+                strings = refine.refined_streams(net, x, image.height, image.width, rate_position(net, hundredths), effort)
+            except refine.SearchError as error:  # the model layer's error, as the codec's
+                raise CodecError(str(error)) from None
     return Bitstream(card.name, card.weights_hash, image.width, image.height, coded_mode(image, carried), tuple(strings),
                      hundredths, carried).to_bytes()
 

@@ -29,7 +29,7 @@ from codec.api import compress, compress_to_target, decompress
 from codec.bitstream import Bitstream
 from codec.errors import CodecError
 from codec.metrics import bits_per_pixel, ms_ssim, ms_ssim_db, psnr
-from codec.models.registry import default_card, get_card
+from codec.registry import default_card, get_card
 
 OURS = "lic"  # the key of our codec on the page
 HEAT_PERCENTILE = 99  # the difference maps' brightest colour: from this percentile of every codec's differences up

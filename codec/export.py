@@ -13,7 +13,7 @@ from codec.evaluate import measure, summarize
 from codec.fileio import image_files
 from codec.train import Checkpoint, TrainConfig, data_folders, hardware
 from codec.models.architectures import is_variable_rate
-from codec.models.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
+from codec.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

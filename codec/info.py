@@ -29,7 +29,7 @@ def describe(data: bytes) -> list[tuple[str, str]]:
 
 
 def _model(stream: Bitstream) -> str:
-    from codec.models.registry import get_card
+    from codec.registry import get_card
 
     try:
         card = get_card(stream.model)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from PIL import Image
-from pytorch_msssim import ms_ssim as _ms_ssim
 
 # pytorch-msssim's five scales with an 11-pixel window need the smaller side above (11 - 1) * 2**4.
 MS_SSIM_MIN_SIDE = 161
@@ -30,6 +28,9 @@ def ms_ssim(reference: Image.Image, decoded: Image.Image) -> float | None:
     """MS-SSIM on RGB (pytorch-msssim); None for images too small for its five scales."""
     if min(reference.size) < MS_SSIM_MIN_SIDE:
         return None
+    import torch  # here: PSNR and bpp, which compress reports, need neither torch nor pytorch-msssim
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
     a, b = (torch.from_numpy(_rgb(im)).permute(2, 0, 1)[None].float() for im in (reference, decoded))
     return float(_ms_ssim(a, b, data_range=255.0))
 

@@ -29,7 +29,7 @@ import numpy as np
 import codec.data
 
 from codec import baselines as pillow
-from codec.api import compress, decompress
+from codec.api import check_effort, compress, decompress
 from codec.errors import CodecError, ConversionWarning
 from codec.evaluate import measure_coded, pooled_bpp
 from codec.fetch import KODAK_SHA256
@@ -38,7 +38,7 @@ from codec.image import open_image
 from codec.parallel import in_processes
 from codec.metrics import ms_ssim_db
 from codec.models import refine
-from codec.models.registry import ModelCard, default_card, get_card, load_model
+from codec.registry import ModelCard, default_card, get_card, load_model
 
 MODEL_CODEC = "lic"  # the curve of our one-rate models, one point per model; a variable-rate one has its own
 QUALITIES = tuple(range(0, 101, 10))  # a variable-rate model's points
@@ -99,7 +99,7 @@ def plan(folder: Path, models: list[ModelCard], codecs: list[str], settings: dic
     folder = Path(folder)
     if not folder.is_dir():
         raise CodecError(f"{folder}: no such dataset folder (`codec fetch kodak` downloads Kodak)")
-    effort = refine.check_effort(refine.DEFAULT_EFFORT if effort is None else effort)
+    effort = check_effort(refine.DEFAULT_EFFORT if effort is None else effort)
     images = [(path.relative_to(folder).as_posix(), path) for path in (image_files(folder) if images is None else images)]
     hashes = {path: hashlib.sha256(path.read_bytes()).hexdigest() for _, path in images}
     points = []

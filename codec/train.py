@@ -20,6 +20,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,8 +36,8 @@ from codec.fileio import atomic_write, image_files
 from codec.synthetic import random_image
 from codec.image import to_tensor
 from codec.models.architectures import GainedMeanScaleHyperprior, build_model
-from codec.models.registry import get_card, load_model
 from codec.models.widen import widened
+from codec.registry import get_card, load_model
 
 @dataclass
 class TrainConfig:
@@ -539,12 +540,14 @@ RESUME_CHANGES = ("steps", "minutes", "data", "threads", "device", "precision")
 
 
 def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every: int = 1000,
-          checkpoint_seconds: float = 120.0, report=print, notice=print, asked: tuple[str, ...] = ()) -> Path:
+          checkpoint_seconds: float = 120.0, report=print, notice=print, asked: tuple[str, ...] = (),
+          clock: Callable[[], float] = time.monotonic) -> Path:
     """Run (or resume) training until config.steps; returns the checkpoint path.
 
     `report(step, metrics)` is called every few steps; a log of JSON lines goes next to the checkpoint.
     Under torchrun every rank trains and only rank 0 reports, logs and checkpoints. `asked`: the
-    fields of `config` the user set, of which a resume names those it ignores.
+    fields of `config` the user set, of which a resume names those it ignores. `clock`: the seconds
+    that the time budget (config.minutes) and the checkpoints' interval are counted in.
     """
     with processes(config.device) as (rank, world_size, device), subnormals_flushed():
         out = Path(out)
@@ -589,13 +592,13 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
                 notice(f"starting from the weights of model {config.init}")
         val_images = load_validation(image_files(val_dir), trainer.model.downsampling, device) if val_dir and rank == 0 else []
         log_path = out.with_suffix(".log.jsonl")
-        started = time.monotonic() - elapsed
-        last_checkpoint = time.monotonic()
+        started = clock() - elapsed
+        last_checkpoint = clock()
         window = {"loss": [], "bpp": [], "psnr": []}
 
         def progress() -> float:
             done = trainer.step_count / config.steps
-            return done if config.minutes is None else max(done, (time.monotonic() - started) / (60 * config.minutes))
+            return done if config.minutes is None else max(done, (clock() - started) / (60 * config.minutes))
 
         finished = False
         while not finished:
@@ -611,17 +614,17 @@ def train(config: TrainConfig, out: Path, val_dir: str | None = None, val_every:
                 window = {k: [] for k in window}
             if val_images and (step % val_every == 0 or finished):
                 metrics = {**(metrics or {}), **validate(trainer.result(), val_images)}
-            elapsed = time.monotonic() - started
+            elapsed = clock() - started
             if rank == 0:
                 if metrics is not None:
                     with open(log_path, "a") as log:
                         log.write(json.dumps({"step": step, "seconds": round(elapsed, 1), **metrics}) + "\n")
                 report(step, metrics)
-            if finished or rank0_decides(time.monotonic() - last_checkpoint >= checkpoint_seconds, device):
+            if finished or rank0_decides(clock() - last_checkpoint >= checkpoint_seconds, device):
                 rng = rng_states(trainer.generator, device)
                 if rank == 0:
                     Checkpoint.save(out, trainer.state(), config, step, elapsed, rng)
-                last_checkpoint = time.monotonic()
+                last_checkpoint = clock()
         return out
 
 

@@ -1,11 +1,11 @@
-"""The models: transforms, entropy models, the registry of trained weights.
+"""The models: layers, architectures and the forms coding runs them in.
 
-CompressAI's import runs torch.jit.script, which torch now answers with a FutureWarning that a user
-of the codec can do nothing about; it is silenced for that import alone.
+Importing this package imports nothing heavy: a command that only lists models or reads a file's
+header needs no torch. CompressAI's import runs torch.jit.script, which torch now answers with a
+FutureWarning that a user of the codec can do nothing about; that warning is silenced here, before
+any module below imports CompressAI.
 """
 
 import warnings
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)
-    import compressai.entropy_models  # noqa: F401
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)

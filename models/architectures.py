@@ -22,12 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec.models import coding
+from codec.models.anchors import ANCHOR_COUNT, ANCHOR_RANGE
 from codec.models.exact import exact_conv_at, exact_forward
 from codec.models.layers import GDN, make_hyper_attention
 from codec.models.tiling import blockwise
-
-# Scales below/above these bounds share the first/last CDF (CompressAI's table for 64 levels).
-SCALE_TABLE = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64))
 
 
 class AnalysisTransform(nn.Sequential):
@@ -139,10 +137,6 @@ class FactorizedPrior(CompressionModel):
         shape = (height // self.g_a_stride, width // self.g_a_stride)
         y_hat = self.entropy_bottleneck.decompress([coding.bounded(strings[0], self.M * shape[0] * shape[1])], shape)
         return self.synthesis(y_hat).clamp_(0, 1)
-
-    def update(self, force: bool = False) -> bool:
-        """Recompute the CDF tables the rANS coder uses from the trained entropy models."""
-        return super().update(scale_table=SCALE_TABLE, force=force)
 
 
 class ScaleHyperprior(FactorizedPrior):
@@ -290,7 +284,7 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
     """
 
     # The trade-offs lambda (MSE on 0-255) the anchors are trained at, log-spaced.
-    anchor_lambdas = tuple(float(v) for v in torch.logspace(math.log10(0.0005), math.log10(0.25), 9, dtype=torch.float64))
+    anchor_lambdas = tuple(float(v) for v in torch.logspace(*map(math.log10, ANCHOR_RANGE), ANCHOR_COUNT, dtype=torch.float64))
 
     def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0,
                  hyper_attention_in: str = "both"):

@@ -66,7 +66,7 @@ def _exact_conv(layer: nn.Conv2d | nn.ConvTranspose2d, h: torch.Tensor) -> torch
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The exact path's matrix products, in one place, so that the determinism checks can sum them
-    in another order (benchmarks/summation.py)."""
+    in another order (codec/summation.py)."""
     return a @ b
 
 

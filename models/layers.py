@@ -71,29 +71,20 @@ class GlobalResponseNorm(nn.Module):
 class GatedChannelTransform(nn.Module):
     """GCT (Yang et al. 2020): a channel gate 1 + tanh(gamma * normalized embedding + beta).
 
-    The embedding is alpha times the channel's spatial L2 norm (mode "l2") or L1 norm (mode "l1");
-    it is normalized across channels. Identity at init (gamma = beta = 0).
+    The embedding is alpha times the channel's spatial L2 norm, normalized across channels.
+    Identity at init (gamma = beta = 0).
     """
 
-    def __init__(self, channels: int, mode: str = "l2", eps: float = 1e-5, after_relu: bool = False):
+    def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
-        if mode not in ("l1", "l2"):
-            raise ValueError(f"GCT mode must be 'l1' or 'l2', not {mode!r}")
-        self.mode = mode
         self.eps = eps
-        self.after_relu = after_relu
         self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "l2":
-            embedding = (x.pow(2).sum((2, 3), keepdim=True) + self.eps).sqrt() * self.alpha
-            norm = self.gamma / (embedding.pow(2).mean(dim=1, keepdim=True) + self.eps).sqrt()
-        else:
-            magnitude = x if self.after_relu else x.abs()
-            embedding = magnitude.sum((2, 3), keepdim=True) * self.alpha
-            norm = self.gamma / (embedding.abs().mean(dim=1, keepdim=True) + self.eps)
+        embedding = (x.pow(2).sum((2, 3), keepdim=True) + self.eps).sqrt() * self.alpha
+        norm = self.gamma / (embedding.pow(2).mean(dim=1, keepdim=True) + self.eps).sqrt()
         return x * (1.0 + torch.tanh(embedding * norm + self.beta))
 
     def make_neutral(self) -> float:
@@ -157,39 +148,26 @@ class ContextMlp(nn.Sequential):
 
 class GlobalContext(nn.Module):
     """GCNet global context block: softmax attention pooling over positions into one context vector,
-    transformed by a bottleneck MLP and fused into every position by a sigmoid scale and/or an add."""
+    transformed by a bottleneck MLP and fused into every position by a sigmoid scale."""
 
-    def __init__(self, channels: int, fuse: str = "scale", reduction: int = 8):
+    def __init__(self, channels: int, reduction: int = 8):
         super().__init__()
-        if fuse not in ("scale", "add", "both"):
-            raise ValueError(f"GC fuse must be 'scale', 'add' or 'both', not {fuse!r}")
         hidden = max(1, channels // reduction)
         self.attention = nn.Conv2d(channels, 1, 1)
         nn.init.kaiming_normal_(self.attention.weight, mode="fan_in", nonlinearity="relu")
-        self.scale_mlp = ContextMlp(channels, hidden) if fuse in ("scale", "both") else None
-        self.add_mlp = ContextMlp(channels, hidden) if fuse in ("add", "both") else None
-        if self.add_mlp is not None:  # the added context starts at zero: the block starts as identity
-            nn.init.zeros_(self.add_mlp[-1].weight)
-            nn.init.zeros_(self.add_mlp[-1].bias)
+        self.scale_mlp = ContextMlp(channels, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         weights = torch.softmax(self.attention(x).reshape(n, 1, h * w), dim=-1)
         context = torch.bmm(x.reshape(n, c, h * w), weights.transpose(1, 2)).reshape(n, c, 1, 1)
-        if self.scale_mlp is not None:
-            x = x * torch.sigmoid(self.scale_mlp(context))
-        if self.add_mlp is not None:
-            x = x + self.add_mlp(context)
-        return x
+        return x * torch.sigmoid(self.scale_mlp(context))
 
     def make_neutral(self) -> float:
-        """The context's last layers at zero: a scale of sigmoid(0) = 1/2 and nothing added (see the
-        module's docstring)."""
-        for mlp in (self.scale_mlp, self.add_mlp):
-            if mlp is not None:
-                nn.init.zeros_(mlp[-1].weight)
-                nn.init.zeros_(mlp[-1].bias)
-        return 0.5 if self.scale_mlp is not None else 1.0
+        """The context's last layer at zero: a scale of sigmoid(0) = 1/2 (see the module's docstring)."""
+        nn.init.zeros_(self.scale_mlp[-1].weight)
+        nn.init.zeros_(self.scale_mlp[-1].bias)
+        return 0.5
 
 
 HYPER_ATTENTION = {

@@ -1,4 +1,4 @@
-"""Encoder-side search of the latents (`--effort`): the decoder and the file format do not change.
+"""Encoder-side search of the latents (effort levels above 0): the decoder and the file format do not change.
 
 g_a and h_a give one amortized guess of an image's latents. At effort E > 0 the encoder then lowers
 that image's own rate-distortion cost R + λ·255²·MSE (λ of its quality: the loss the model trained
@@ -24,7 +24,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from codec.errors import CodecError
 from codec.models import coding
 
 # Gradient steps at each effort level (0: g_a's and h_a's latents as they are).
@@ -40,10 +39,14 @@ SEARCH_WHOLE_PIXELS = 1 << 19
 SEARCH_TILE = 24
 
 
+class SearchError(ValueError):
+    """An effort that is not a level, or a search that this model cannot run on this image."""
+
+
 def check_effort(effort) -> int:
     """An effort level as given, if it is one: an integer from 0 to MAX_EFFORT."""
     if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= MAX_EFFORT:
-        raise CodecError(f"effort must be an integer from 0 to {MAX_EFFORT} (got {effort!r})")
+        raise SearchError(f"effort must be an integer from 0 to {MAX_EFFORT} (got {effort!r})")
     return effort
 
 
@@ -152,8 +155,8 @@ def refine(net, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, height: int, 
                 search(Window(net, scaled_y, z, x[..., :height, :width], (0, 0, height, width)), gains, lmbda, iterations, generator)
                 return scaled_y / gain, z
             if not block:
-                raise CodecError("effort above 0 on an image over half a megapixel needs a model whose hyperprior "
-                                 "works in blocks (--hyper-block); use effort 0")
+                raise SearchError("effort above 0 on an image over half a megapixel needs a model whose hyperprior "
+                                  "works in blocks; use effort 0")
             tile = math.ceil(SEARCH_TILE / block) * block  # whole blocks, and a ring of one block around
             rows, columns = y.shape[-2:]
             for top in range(0, rows, tile):

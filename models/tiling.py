@@ -4,8 +4,8 @@ Each tile is extended by a halo of its neighbours' input, transformed, and only 
 A halo at least as wide as the transform's reach (how far an output looks into its input) makes
 every kept value depend only on real input, exactly as in the whole-image pass, so tiles leave no
 seams: only the summation order of the convolutions may change, in the last bits of a float.
-Memory then grows with the tile, not with the image; freed memory goes back to the kernel at the
-end. At the image border the halo is cut off and
+Memory then grows with the tile, not with the image (how the process's heap gives freed memory back
+is the caller's choice: codec.allocator.bounded_heap). At the image border the halo is cut off and
 the convolutions zero-pad there, as the whole-image pass does.
 """
 
@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-
-from codec.allocator import release_freed_memory
 
 
 def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float, tile: int, halo: int,
@@ -42,7 +40,6 @@ times width) runs in one piece, which is fastest.
             core = out[..., int((top - y0) * scale) : int((bottom - y0) * scale), int((left - x0) * scale) : int((right - x0) * scale)]
             result[..., int(top * scale) : int(bottom * scale), int(left * scale) : int(right * scale)] = core
             del out, core
-    release_freed_memory()  # the coding process keeps freed memory (codec/allocator.py), not the tiles'
     return result
 
 

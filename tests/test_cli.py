@@ -5,25 +5,11 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from codec.cli.main import app
 from codec.bitstream import Bitstream
-from codec.models.registry import DEFAULT_MODEL
-from tests.conftest import image_folder, natural_image
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, fragment):
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("codec: error:") and fragment in lines[0], result.stderr
-    assert "Traceback" not in result.output
+from codec.registry import DEFAULT_MODEL
+from tests.helpers import assert_one_line_error, image_folder, natural_image, run, runner
 
 
 def leftovers(folder):
@@ -184,7 +170,7 @@ def test_train_from_a_registered_model(tiny_model, tmp_path):
                  "--batch-size", 1, "--crop", 64, "--init", "tiny", "--name", "tuned")
     assert result.exit_code == 0, result.output
     assert "starting from the weights of model tiny" in result.stderr
-    from codec.models.registry import get_card
+    from codec.registry import get_card
 
     card, start = get_card("tuned"), get_card("tiny")
     assert card.config["N"] == 16 and card.training["recipe"]["init"] == "tiny"

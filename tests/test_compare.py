@@ -12,28 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import codec
 from codec import baselines as pillow
 from codec.bitstream import Bitstream
-from codec.cli.main import app
 from codec.compare import Comparison, code_baseline, code_ours, compare, difference, heat_map, html_page, sheet
 from codec.errors import CodecError
-from tests.conftest import natural_image
+from tests.helpers import assert_one_line_error, natural_image, run
 
-runner = CliRunner()
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, fragment):
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("codec: error:") and fragment in lines[0], result.stderr
 
 
 def counting_clock():

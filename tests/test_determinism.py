@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.summation import split_channel_sums
 import codec
 import codec.models.exact
+from codec.summation import split_channel_sums
 from codec.models.exact import exact_forward
-from codec.models.registry import load_model
-from tests.conftest import natural_image, small_model
+from codec.registry import load_model
+from tests.helpers import natural_image, small_model
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import torch
 
 from codec.train import Checkpoint
-from codec.models.registry import get_card
+from codec.registry import get_card
 
 # Runs the `codec train` command and then saves this rank's final weights, which only the test needs:
 # rank 0's checkpoint alone cannot show that the other rank ended with the same model.
@@ -47,7 +47,7 @@ def torchrun(tmp_path, data, out, steps, *options):
     ]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": root}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)  # no time limit: a loaded machine may take minutes
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

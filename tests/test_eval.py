@@ -13,8 +13,7 @@ from codec import baselines, report
 from codec.errors import CodecError
 from codec.evaluate import measure_coded
 from codec.metrics import bits_per_pixel, psnr
-from tests.conftest import image_folder, natural_image
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, image_folder, natural_image, run
 
 SWEEP = {"jpeg420": [20, 60], "webp": [30, 70]}
 
@@ -110,8 +109,8 @@ def test_report_files_and_cache(tiny_model, small_images, tmp_path, monkeypatch)
 
 
 def test_changed_image_or_model_is_measured_again(tiny_model, small_images):
-    from codec.models.registry import save_model, user_dir
-    from tests.conftest import SMALL, small_model
+    from codec.registry import save_model, user_dir
+    from tests.helpers import SMALL, small_model
 
     before = report.plan(small_images, report.select_models("tiny"), ["jpeg420"], settings=SWEEP)
     natural_image(64, 48, seed=9).save(small_images / "im2.png")

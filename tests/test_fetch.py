@@ -10,7 +10,7 @@ import pytest
 import codec.fetch
 from codec.errors import CodecError
 from codec.fetch import fetch_kodak
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, run
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

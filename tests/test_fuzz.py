@@ -2,7 +2,7 @@
 
 import codec
 from codec.fuzz import fuzz
-from tests.conftest import natural_image
+from tests.helpers import SMALL, checkerboard_model, natural_image, photo
 
 
 def test_damaged_files_end_in_clean_errors_or_images(tiny_model):
@@ -16,9 +16,7 @@ def test_damaged_files_end_in_clean_errors_or_images(tiny_model):
 
 def test_damaged_checkerboard_files_end_in_clean_errors_or_images(codec_home):
     """Garbage in the anchors' stream becomes the context's input: its exact path clamps it."""
-    from codec.models.registry import save_model, user_dir
-    from tests.conftest import SMALL
-    from tests.test_architectures import checkerboard_model
+    from codec.registry import save_model, user_dir
 
     save_model(checkerboard_model(), user_dir(), name="cbfuzz", arch="gained-checkerboard-hyperprior",
                config={**SMALL, "hyper_attention": "none", "hyper_block": 4}, lmbda=None, metric="mse", default_quality=30.0)
@@ -31,8 +29,6 @@ def test_damaged_checkerboard_files_end_in_clean_errors_or_images(codec_home):
 def test_damaged_metadata_ends_in_clean_errors_or_writable_images(tiny_model, tmp_path):
     """A file that carries an ICC profile, EXIF and XMP, its metadata flipped with the CRC recomputed
     among the other mutations: every decoded image must still write as PNG and TIFF."""
-    from tests.test_metadata import photo
-
     data = codec.compress(photo(tmp_path / "photo.png", image=natural_image(50, 30)), model="tiny")
     outcomes = fuzz(data, count=200, max_pixels=128 * 128)
     assert [key for key in outcomes if key.startswith("crash")] == []

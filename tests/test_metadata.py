@@ -6,42 +6,15 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image
 
 import codec
 from codec.bitstream import Bitstream
 from codec.image import metadata_of, save_image
-from tests.conftest import natural_image
-from tests.test_cli import assert_one_line_error, run
-
-SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-XMP = '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
-
-
-def exif(orientation: int = 1) -> Image.Exif:
-    tags = Image.Exif()
-    tags[0x0112] = orientation
-    tags[0x010F] = "Maker"
-    tags.get_ifd(0x8769)[0x9003] = "2024:05:06 07:08:09"  # DateTimeOriginal, in the EXIF IFD
-    return tags
-
+from tests.helpers import SRGB, XMP, assert_one_line_error, exif, natural_image, photo, run, xmp_text
 
 # The orientation tag typed UNDEFINED instead of SHORT: Pillow reads it, but cannot write it again.
 UNPARSABLE_EXIF = exif().tobytes()[6:].replace(b"\x01\x12\x00\x03", b"\x01\x12\x00\x07")
-
-
-def photo(path, orientation: int = 1, image: Image.Image | None = None):
-    """A PNG with an ICC profile, EXIF and XMP, as a camera's or an editor's would have them."""
-    (image or natural_image(40, 24)).save(path, icc_profile=SRGB, exif=exif(orientation), pnginfo=xmp_text())
-    return path
-
-
-def xmp_text():
-    from PIL import PngImagePlugin
-
-    text = PngImagePlugin.PngInfo()
-    text.add_itxt("XML:com.adobe.xmp", XMP)
-    return text
 
 
 def test_metadata_rides_in_the_file_and_comes_back(tiny_model, tmp_path):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from codec.models.registry import DEFAULT_MODEL
-from tests.conftest import image_folder
+from codec.registry import DEFAULT_MODEL
+from tests.helpers import image_folder
 
 ROOT = Path(__file__).parents[1]
 

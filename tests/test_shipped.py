@@ -10,7 +10,7 @@ from codec.image import open_image, to_tensor
 from codec.metrics import psnr
 from codec.bitstream import Bitstream
 from codec.metrics import bits_per_pixel
-from codec.models.registry import SHIPPED_DIR, default_card, list_models, load_model
+from codec.registry import SHIPPED_DIR, default_card, list_models, load_model
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample.png"
 

@@ -9,9 +9,9 @@ from codec.image import to_image, to_tensor
 from codec.metrics import psnr
 from codec.models import coding
 from codec.models.exact import exact_forward
-from codec.models.registry import load_model
+from codec.registry import load_model
 from codec.models.tiling import blockwise
-from tests.conftest import CODING_DTYPES, natural_image, small_model
+from tests.helpers import CODING_DTYPES, natural_image, small_model
 
 
 def set_tiles(monkeypatch, analysis: int, synthesis: int, hyper: int, analysis_halo: int = 32, whole: int = 0):

@@ -69,7 +69,7 @@ def test_packed_checkpoint_is_smaller_and_resumes_close_to_the_run(dataset, tmp_
 def test_moving_average_is_what_ships(dataset, tmp_path, codec_home):
     """With --ema the checkpoint keeps the average apart from the live weights, and export ships the average."""
     from codec.export import export_checkpoint
-    from codec.models.registry import get_card, load_model
+    from codec.registry import get_card, load_model
 
     path = train(config(dataset, 3, ema=0.5), tmp_path / "ema.ckpt", report=lambda *a: None)
     state = Checkpoint.load(path)
@@ -113,14 +113,12 @@ def test_factorized_synthesis_sees_rounding_around_the_medians():
     assert torch.allclose(seen["g_s"], torch.round(model.g_a(x) - medians) + medians, atol=1e-5)
 
 
-def test_race_spends_each_budget_in_turns(dataset, monkeypatch):
+def test_race_spends_each_budget_in_turns(dataset):
     """Contenders alternate, the one furthest behind its budget first; each is scored when done."""
-    import benchmarks.race as racing
-    from benchmarks.race import Contender, race
+    from codec.race import Contender, race
     from codec.train import Trainer, load_validation
 
     clock, order = [0.0], []
-    monkeypatch.setattr(racing.time, "monotonic", lambda: clock[0])
 
     class Timed(Trainer):
         def step(self):  # every step takes 0.125 s of the fake clock
@@ -133,7 +131,8 @@ def test_race_spends_each_budget_in_turns(dataset, monkeypatch):
         trainer = Timed(config(dataset, 100))
         trainer.name = name
         contenders.append(Contender(name, trainer, budget))
-    race(contenders, every_s=60, val_images=load_validation(sorted(dataset.iterdir())[:1], 64, torch.device("cpu")))
+    race(contenders, every_s=60, val_images=load_validation(sorted(dataset.iterdir())[:1], 64, torch.device("cpu")),
+         clock=lambda: clock[0])
     short, long = contenders
     assert (short.steps, long.steps) == (4, 12)
     assert order == ["short", "long", "long", "long"] * 4
@@ -225,24 +224,28 @@ def test_manifest_records_the_data_without_its_absolute_path(dataset, tmp_path, 
 
 def test_a_time_budget_ends_the_run_and_decays_the_learning_rate(dataset, tmp_path):
     """With --minutes the schedule follows the clock: the run stops at its budget, the learning rate
-    decayed to its floor, well before its steps."""
-    out = train(config(dataset, 10**6, minutes=0.02, ema=0.0), tmp_path / "timed.ckpt", report=lambda *a: None)
+    decayed to its floor, well before its steps. The clock is the test's: 10 ms each time it is read."""
+    readings = []
+
+    def clock() -> float:
+        readings.append(len(readings) * 0.01)
+        return readings[-1]
+
+    out = train(config(dataset, 10**6, minutes=0.02, ema=0.0), tmp_path / "timed.ckpt", report=lambda *a: None, clock=clock)
     state = Checkpoint.load(out)
-    assert 0 < state["step"] < 10**6 and 1.2 <= state["elapsed"] < 20
+    assert 10 < state["step"] < 120 and 1.2 <= state["elapsed"] < 1.3
     rows = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
     assert rows[-1]["lr"] < 0.1 * 1e-3  # from the peak of 1e-3 to near its floor of 5e-5
     with pytest.raises(CodecError, match="already trained"):
-        train(config(dataset, 10**6, minutes=0.02, ema=0.0), out, report=lambda *a: None, notice=lambda m: None)
+        train(config(dataset, 10**6, minutes=0.02, ema=0.0), out, report=lambda *a: None, notice=lambda m: None, clock=clock)
 
 
-def test_a_race_by_the_clock_decays_the_learning_rate_over_the_budget(dataset, monkeypatch):
+def test_a_race_by_the_clock_decays_the_learning_rate_over_the_budget(dataset):
     """by_clock: the schedule runs over the contender's own minutes, as `codec train --minutes` does."""
-    import benchmarks.race as racing
-    from benchmarks.race import Contender, race
+    from codec.race import Contender, race
     from codec.train import load_validation
 
     clock, rates = [0.0], []
-    monkeypatch.setattr(racing.time, "monotonic", lambda: clock[0])
 
     class Timed(Trainer):
         def step(self, progress=None):
@@ -253,7 +256,7 @@ def test_a_race_by_the_clock_decays_the_learning_rate_over_the_budget(dataset, m
 
     recipe = dataclasses.replace(config(dataset, 10**6, decay_fraction=0.5, final_lr_ratio=0.1), warmup=0)
     race([Contender("timed", Timed(recipe), 1.0, by_clock=True)], every_s=60,
-         val_images=load_validation(sorted(dataset.iterdir())[:1], 64, torch.device("cpu")))
+         val_images=load_validation(sorted(dataset.iterdir())[:1], 64, torch.device("cpu")), clock=lambda: clock[0])
     assert rates == pytest.approx([learning_rate(recipe, k, progress=k / 8) for k in range(8)])
     assert rates[:5] == [1e-3] * 5 and rates[-1] < 0.25e-3  # 7/8 of the way: 0.23e-3
 

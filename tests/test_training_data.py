@@ -7,7 +7,7 @@ import torch
 from codec.errors import CodecError
 from codec.synthetic import random_image, reference_patterns
 from codec.train import CropSampler, TrainConfig, rate_positions
-from tests.conftest import image_folder
+from tests.helpers import image_folder
 
 
 def test_generated_images_are_rgb_in_range_and_repeatable():

@@ -6,7 +6,7 @@ import torch
 from codec.image import to_tensor
 from codec.models.architectures import GainedMeanScaleHyperprior
 from codec.models.widen import widened
-from tests.conftest import natural_image, small_model
+from tests.helpers import natural_image, small_model
 
 
 def trained_like(seed=0):
@@ -77,7 +77,7 @@ def test_the_command_widens_a_registered_model_and_refuses_to_narrow_it(codec_ho
 
     from codec.cli.main import app
     from codec.train import Checkpoint
-    from tests.conftest import image_folder
+    from tests.helpers import image_folder
 
     data = image_folder(tmp_path / "data", 90, 70)
     common = ["train", "--data", str(data), "--batch-size", "2", "--crop", "64", "--steps", "1"]

@@ -1,4 +1,4 @@
-"""Another summation order, for the determinism checks (determinism.py, tests/test_determinism.py).
+"""Another summation order, for the determinism checks (benchmarks/determinism.py, tests/test_determinism.py).
 
 models/exact.py claims that the exact h_s gives the same integers whatever order its sums run in;
 within `split_channel_sums` every convolution, and every matrix product of the exact path, sums its

@@ -1,9 +1,10 @@
-"""Recipes trained against each other at equal CPU time (learning_speed.py, hyperprior_blocks.py)."""
+"""Recipes trained against each other at equal CPU time (benchmarks/learning_speed.py, hyperprior_blocks.py, recipes.py)."""
 
 import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -37,19 +38,20 @@ class Contender:
         return self.trained_s >= self.budget_s or self.steps >= self.max_steps
 
 
-def race(contenders: list[Contender], every_s: float, val_images) -> None:
+def race(contenders: list[Contender], every_s: float, val_images, clock: Callable[[], float] = time.monotonic) -> None:
     """Train the contenders one step at a time, always the one furthest behind its budget, each on its
     own clock, and score each on the validation images whenever its clock passes a multiple of
     `every_s` and when it is done (the clocks stop while scoring). Interleaved steps make a noisy
-    machine slow every recipe alike: how benchmarks compare recipes at equal CPU time."""
+    machine slow every recipe alike: how benchmarks compare recipes at equal CPU time. `clock`: the
+    seconds the budgets are counted in."""
     while active := [c for c in contenders if not c.done]:
         contender = min(active, key=lambda c: c.trained_s / c.budget_s)
-        start = time.monotonic()
+        start = clock()
         if contender.by_clock:
             contender.trainer.step(progress=contender.trained_s / contender.budget_s)
         else:
             contender.trainer.step()
-        before, contender.trained_s = contender.trained_s, contender.trained_s + time.monotonic() - start
+        before, contender.trained_s = contender.trained_s, contender.trained_s + clock() - start
         contender.steps += 1
         if contender.done or int(contender.trained_s / every_s) > int(before / every_s):
             point = {"minutes": round(contender.trained_s / 60, 2), "steps": contender.steps,

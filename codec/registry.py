@@ -3,25 +3,27 @@
 A model is two files side by side: NAME.pt (the weights, CDF tables included) and NAME.json (its
 manifest: architecture, config, lambda, the sha256 of NAME.pt, how it was trained, its Kodak scores).
 Shipped models live in models/weights/; exported ones in $CODEC_HOME (default ~/.local/share/codec).
+Reading manifests needs no torch (`codec models` lists them without it); loading and saving weights
+import it when called.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from codec.bitstream import HASH_BYTES
 from codec.errors import ModelError
 from codec.fileio import write_bytes_atomic
-from codec.models.architectures import build_model, is_variable_rate
 
-SHIPPED_DIR = Path(__file__).parent / "weights"
+# The package codec.models (models/ in the repository) holds the shipped weights; found without
+# importing it.
+SHIPPED_DIR = Path(importlib.util.find_spec("codec.models").submodule_search_locations[0]) / "weights"
 DEFAULT_MODEL = "vr3"
 # Shipped models that left the package; their files decode once the weights are back (models/checkpoints/README.md).
 RETIRED_MODELS = frozenset(["vr1", *(f"msh2-q{i}" for i in range(1, 8)), *(f"msh-q{i}" for i in range(1, 7))])
@@ -46,6 +48,8 @@ class ModelCard:
 
     @property
     def variable_rate(self) -> bool:
+        from codec.models.architectures import is_variable_rate
+
         return is_variable_rate(self.arch)
 
     @property
@@ -108,6 +112,10 @@ def load_model(card: ModelCard) -> torch.nn.Module:
 
 
 def _load_weights(card: ModelCard) -> torch.nn.Module:
+    import torch
+
+    from codec.models.architectures import build_model
+
     try:
         data = card.weights_path.read_bytes()
     except OSError as error:
@@ -135,6 +143,8 @@ def compact_state(model: torch.nn.Module) -> dict:
 
 def save_model(model: torch.nn.Module, directory: Path, **card_fields) -> ModelCard:
     """Write NAME.pt and NAME.json for a trained model whose CDF tables are up to date."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save(compact_state(model), buffer)
     data = buffer.getvalue()

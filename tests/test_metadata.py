@@ -119,7 +119,7 @@ def test_a_tiffs_exif_is_noted_as_not_carried(tmp_path):
     from codec.image import open_image
 
     path = tmp_path / "scan.tif"
-    natural_image(8, 6).save(path, exif=exif(), icc_profile=SRGB)
+    natural_image(8, 6).save(path, exif=exif().tobytes(), icc_profile=SRGB)  # bytes: Pillow then writes the EXIF IFD
     with pytest.warns(codec.ConversionWarning, match="the EXIF in its TIFF tags is not carried"):
         image = open_image(path)
     assert metadata_of(image) == {"icc": SRGB}

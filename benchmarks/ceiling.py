@@ -119,7 +119,7 @@ def main():
     card = get_card(args.model) if args.model else default_card()
     if not card.variable_rate:
         parser.error(f"{card.name} is not a variable-rate model")
-    net = load_model(card).float()
+    net = load_model(card)  # the cached model the API codes with: left as it is (its gain table stays float64)
     anchors = [int(a) for a in args.anchors.split(",")]
     if any(not 0 <= a < net.anchors for a in anchors):
         parser.error(f"--anchors must be from 0 to {net.anchors - 1}")

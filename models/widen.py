@@ -10,10 +10,9 @@ Each new channel is either
   and so code as zeros (at the smallest scale and a zero mean the hyperprior predicts for them) until
   training gives them something to carry. Their rate gains start at the old channels' geometric mean
   at each anchor.
-The transforms' width N stays: wider transforms would widen z too, whose new channels would code
-their zeros under an untrained factorized density (about 0.08 bpp on a 256² image of vr3).
-GDN layers keep their width; the code handles wider ones (no coupling between old and new channels)
-should N ever widen with a hyperprior of its own width.
+The transforms' width N stays, and with it every GDN layer: wider transforms would widen z too, whose
+new channels would code their zeros under an untrained factorized density (about 0.08 bpp on a 256²
+image of vr3).
 """
 
 from __future__ import annotations
@@ -22,11 +21,6 @@ import torch
 from torch import nn
 
 from codec.models.architectures import GainedMeanScaleHyperprior
-
-
-def _corner(old: torch.Tensor, new: torch.Tensor) -> None:
-    """Copy `old` into the leading corner of `new`, in place."""
-    new[tuple(slice(0, size) for size in old.shape)] = old
 
 
 def _widen_conv(old: nn.Module, new: nn.Module, new_inputs: str, new_outputs: str,
@@ -55,13 +49,6 @@ def _widen_conv(old: nn.Module, new: nn.Module, new_inputs: str, new_outputs: st
         new.bias.detach()[new_rows] = old.bias.detach()[old_rows]
 
 
-def _widen_gdn(old: nn.Module, new: nn.Module) -> None:
-    """GDN's beta and gamma (stored reparametrized): the old channels' as they were, the new ones'
-    CompressAI's defaults, with no coupling between old and new (gamma's off-diagonal starts at 0)."""
-    _corner(old.beta.detach(), new.beta.detach())
-    _corner(old.gamma.detach(), new.gamma.detach())
-
-
 def widened(model: GainedMeanScaleHyperprior, M: int) -> GainedMeanScaleHyperprior:
     """A copy of `model` with M latent channels (at least its own), computing the same reconstruction
     and the same symbols for the old channels, zeros for the new ones (see the module's docstring)."""
@@ -77,8 +64,8 @@ def widened(model: GainedMeanScaleHyperprior, M: int) -> GainedMeanScaleHyperpri
             old_layers, new_layers = getattr(model, name), getattr(wide, name)
             convolutions = [i for i, layer in enumerate(old_layers) if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d))]
             for i, layer in enumerate(old_layers):
-                if hasattr(layer, "gamma"):
-                    _widen_gdn(layer, new_layers[i])
+                if hasattr(layer, "gamma"):  # GDN, of width N
+                    new_layers[i].load_state_dict(layer.state_dict())
                 elif i in convolutions:
                     first, last = i == convolutions[0], i == convolutions[-1]
                     reads_silent = first and name in ("g_s", "h_a", "h_s")  # y or z

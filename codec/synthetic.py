@@ -64,7 +64,8 @@ def edges(size: int, colours: list[torch.Tensor], angles: list[float], offsets: 
     """Flat regions cut by sharp straight edges: each half-plane past an edge takes the next colour."""
     image = flat(size, colours[0])
     for colour, angle, offset in zip(colours[1:], angles, offsets):
-        inside = (_coordinates(size, angle) - _coordinates(size, angle).mean() > offset * size).float()
+        distance = _coordinates(size, angle)
+        inside = (distance - distance.mean() > offset * size).float()
         image = image * (1 - inside) + colour[:, None, None] * inside
     return image
 

@@ -3,8 +3,9 @@
 Each command runs --runs times, in turns (so that a change in the machine's load touches every
 command alike); the table gives the minimum and the median wall time, and the median CPU time
 (user + system, the process's own: on a machine busy with other work, the steadier figure). Beside the commands, the floors they
-stand on: the interpreter alone, `import torch`, and `import compressai` (which imports torch, and
-with CompressAI 1.2.8 torch_geometric and torch._dynamo through its point-cloud datasets). The
+stand on: the interpreter alone, `import torch`, and `import compressai`, with what CompressAI 1.2.8
+imports on the way each on its own (torchvision and torch_geometric, both of which import
+torch._dynamo; scipy.stats). The
 coding commands run on --image with the default model, effort 0.
 
     python benchmarks/startup.py [--runs 7] [--image data/sample.png] [--commands help,models,compress]
@@ -28,6 +29,9 @@ def commands(image: Path, folder: Path) -> dict[str, list[str]]:
     return {
         "python": [sys.executable, "-c", "pass"],
         "import torch": [sys.executable, "-W", "ignore", "-c", "import torch"],
+        "import torchvision": [sys.executable, "-W", "ignore", "-c", "import torchvision"],
+        "import torch_geometric": [sys.executable, "-W", "ignore", "-c", "import torch_geometric"],
+        "import scipy.stats": [sys.executable, "-W", "ignore", "-c", "import scipy.stats"],
         "import compressai": [sys.executable, "-W", "ignore", "-c", "import compressai"],
         "help": [*CODEC, "--help"],
         "models": [*CODEC, "models"],
@@ -50,7 +54,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--image", type=Path, default=SAMPLE, help="the image compress codes")
-    parser.add_argument("--commands", help="comma-separated, of: python, import torch, import compressai, help, models, "
+    parser.add_argument("--commands", help="comma-separated, of: python, import torch, import torchvision, import torch_geometric, "
+                                           "import scipy.stats, import compressai, help, models, "
                                            "compress, decompress (default: all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:

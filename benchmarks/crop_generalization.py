@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from codec.fileio import image_files
 from codec.image import open_image, to_tensor
-from codec.train import Checkpoint
+from codec.training.checkpoint import Checkpoint
 from codec.registry import get_card, load_model
 
 

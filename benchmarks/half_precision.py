@@ -12,7 +12,8 @@ import torch
 from codec.image import open_image, to_image, to_tensor
 from codec.metrics import psnr
 from codec.fileio import image_files
-from codec.train import Checkpoint, TrainConfig
+from codec.training.checkpoint import Checkpoint
+from codec.training.config import TrainConfig
 from codec.models.architectures import build_model
 from codec.registry import compact_state
 

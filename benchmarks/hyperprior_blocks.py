@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 
 from codec.fileio import image_files
-from codec.train import Trainer, TrainConfig, load_validation
+from codec.train import Trainer
+from codec.training.config import TrainConfig
+from codec.training.validation import load_validation
 from codec.models.layers import HYPER_ATTENTION
 from learning_speed import LMBDA, apply_settings, db_per_doubling
 from codec.race import Contender, race, set_up_like_codec_train

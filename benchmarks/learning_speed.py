@@ -37,7 +37,9 @@ from pathlib import Path
 import torch
 
 from codec.fileio import image_files
-from codec.train import Trainer, TrainConfig, load_validation
+from codec.train import Trainer
+from codec.training.config import TrainConfig
+from codec.training.validation import load_validation
 from codec.models.architectures import GainedMeanScaleHyperprior
 from codec.registry import DEFAULT_MODEL
 from codec.race import Contender, race, set_up_like_codec_train
@@ -52,7 +54,7 @@ class ProbeTrainer:
         from compressai.losses import RateDistortionLoss
         from compressai.models import ScaleHyperprior
 
-        from codec.train import CropSampler
+        from codec.training.sampler import CropSampler
 
         torch.manual_seed(seed)
         self.model = ScaleHyperprior(128, 192).train()

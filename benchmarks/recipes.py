@@ -23,7 +23,12 @@ from pathlib import Path
 import torch
 
 from codec.fileio import image_files
-from codec.train import Checkpoint, Trainer, TrainConfig, init_source, load_validation, rng_states, validate
+from codec.train import Trainer
+from codec.training.checkpoint import Checkpoint
+from codec.training.config import TrainConfig
+from codec.training.distributed import rng_states
+from codec.training.start import init_source
+from codec.training.validation import load_validation, validate
 from learning_speed import apply_settings, db_per_doubling
 from codec.race import Contender, race, set_up_like_codec_train
 

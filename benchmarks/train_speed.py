@@ -23,7 +23,9 @@ import torch
 
 from codec.allocator import retain_freed_memory
 from codec.models.coding import cpu_computes_bfloat16
-from codec.train import CropSampler, Trainer, TrainConfig
+from codec.train import Trainer
+from codec.training.config import TrainConfig
+from codec.training.sampler import CropSampler
 
 
 def compressai_recipe(config: TrainConfig):
@@ -62,7 +64,7 @@ def main():
     if args.allocator == "retain":
         retain_freed_memory()
     torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as `codec train` does (codec.train.subnormals_flushed)
+    torch.set_flush_denormal(True)  # as `codec train` does (codec.training.distributed.subnormals_flushed)
     from codec.models.architectures import is_variable_rate
 
     config = TrainConfig(data=args.data, lmbda=None if is_variable_rate(args.arch) else 0.0067, arch=args.arch,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import io
 import os
 import sys
+import typing
 import warnings
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -466,150 +468,103 @@ def print_whole(table: Table) -> None:
     Console(highlight=False, soft_wrap=True, width=max(out.width, needed)).print(table)
 
 
-# The options that `codec train` checks against each other, and the recipe fields they set.
-RESUMED_OPTIONS = {"arch": "arch", "lmbda": "lmbda", "n": "N", "m": "M", "hyper_attention": "hyper_attention",
-                   "hyper_attention_in": "hyper_attention_in", "hyper_block": "hyper_block", "metric": "metric", "crop": "crop"}
+def with_recipe_options(command: Callable) -> Callable:
+    """Give `command`, which takes the recipe as **recipe, an option for each TrainConfig field, made
+    from the field's metadata (codec/training/config.py): its name, type, default and help, before
+    the command's own options. A field without a default is a required option, or None if it may be."""
+    from codec.training.config import FIELDS, TrainConfig, option_name
+
+    types = typing.get_type_hints(TrainConfig)
+    recipe = []
+    for name, field in FIELDS.items():
+        kind, option = types[name], option_name(field)
+        if field.metadata["several"]:
+            kind = list[Path]
+        default = field.default
+        if default is dataclasses.MISSING:
+            default = None if type(None) in typing.get_args(kind) else inspect.Parameter.empty
+        declaration = f"{option}/--no-{option[2:]}" if kind is bool else option
+        recipe.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[kind, typer.Option(declaration, help=field.metadata["help"])]))
+    context, *own = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                     for parameter in inspect.signature(command, eval_str=True).parameters.values()
+                     if parameter.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = inspect.Signature([context, *recipe, *own])
+    return command
+
+
+def recipe_values(options: dict) -> dict:
+    """The recipe options' values as TrainConfig's fields: a repeated option's joined by os.pathsep."""
+    from codec.training.config import FIELDS
+
+    return {name: os.pathsep.join(map(str, value)) if FIELDS[name].metadata["several"] else value
+            for name, value in options.items() if name in FIELDS}
 
 
 @app.command()
 @one_line_errors
+@with_recipe_options
 def train(
     ctx: typer.Context,
-    data: Annotated[list[Path], typer.Option(help="Folder of training images (searched recursively); repeat it for several.")],
     out_path: Annotated[Path, typer.Option(
         "-o", "--output", "--out", help="Checkpoint file; an existing one is resumed, with its own recipe (--arch, --lmbda... "
                                         "need not be repeated).")],
-    lmbda: Annotated[Optional[float], typer.Option(
-        help="Rate-distortion trade-off λ (higher: more bits, better quality); not for the variable-rate architecture, "
-             "which trains its anchors' λs at once.")] = None,
-    arch: Annotated[str, typer.Option(
-        help="factorized, scale-hyperprior, mean-scale-hyperprior, gained-mean-scale-hyperprior (every rate in one model) "
-             "or gained-checkerboard-hyperprior (that, with a checkerboard context).")] = "mean-scale-hyperprior",
-    hyper_attention: Annotated[str, typer.Option(
-        help="Block in the hyperprior: none, grn, gc, sge, gct; with --init of a model without one, it starts neutral.")] = "none",
-    hyper_attention_in: Annotated[str, typer.Option(
-        help="Where the block goes: both (h_a and h_s) or h_a (only the encoder runs it: decoding stays exact).")] = "both",
-    hyper_block: Annotated[int, typer.Option(
-        help="Side, in latents, of the blocks the hyperprior works on alone (4: 64 pixels); 0: the whole image.")] = 4,
-    n: Annotated[int, typer.Option("--N", help="Channels of the transforms.")] = 128,
-    m: Annotated[int, typer.Option("--M", help="Channels of the latent y; with --init, more than its model's widens it (the new channels start at zero).")] = 192,
-    metric: Annotated[str, typer.Option(help="Distortion: mse or ms-ssim.")] = "mse",
-    steps: Annotated[int, typer.Option(help="Total training steps.")] = 5000,
-    minutes: Annotated[Optional[float], typer.Option(
-        help="Train for at most this many minutes (the learning rate decays over them when they end the run first).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Crops per step, per process (torchrun starts several).")] = 8,
-    crop: Annotated[int, typer.Option(help="Crop side in pixels.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 1e-3,
-    warmup: Annotated[int, typer.Option(help="Steps of linear warm-up of the learning rate.")] = 50,
-    decay_fraction: Annotated[float, typer.Option(help="Last part of the run over which the learning rate decays (cosine).")] = 0.5,
-    ema: Annotated[float, typer.Option(help="Decay of the moving average of the weights that are validated and shipped; 0: none.")] = 0.99,
-    ste: Annotated[bool, typer.Option("--ste/--no-ste", help="g_s trains on the rounded latent (straight-through), as it decodes.")] = True,
-    threads: Annotated[int, typer.Option(help="CPU threads, shared among the processes.")] = 2,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto (CUDA where there is one).")] = "auto",
-    precision: Annotated[str, typer.Option(
-        help="Arithmetic of g_a and g_s: float32, or bfloat16 (autocast: 1.27x the steps on a CPU with AVX512-BF16, "
-             "but it learned less per minute when measured).")] = "float32",
-    rate_bias: Annotated[float, typer.Option(
-        help="Variable-rate: draw the crops' rates with density ~ position^B, toward the high rates (0: uniform; up to 10).")] = 0.0,
-    synthetic: Annotated[float, typer.Option(
-        help="Share of crops generated (flat colours, gradients, stripes, edges, glyphs, noise) instead of cut from --data.")] = 0.0,
-    downscale: Annotated[float, typer.Option(
-        help="Share of crops cut from a random antialiased 1-2x downscale of their image.")] = 0.0,
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation images, scored every --val-every steps.")] = None,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 1000,
     name: Annotated[Optional[str], typer.Option(
         help="Register the result as this model when done (in $CODEC_HOME/models, by default ~/.local/share/codec/models).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing user model of that --name.")] = False,
-    init: Annotated[Optional[str], typer.Option(
-        help="Start from this registered model's weights, or a training checkpoint's (a path); a variable-rate "
-             "--arch may start from a one-rate model.")] = None,
+    **recipe,
 ):
     """Train a rate point on the rate-distortion loss; resumable, then registered as a model.
 
     Under `torchrun --nproc_per_node N` it trains with N processes (one per GPU, or sharing the CPU).
     """
     from codec.export import check_name
-    from codec.train import TrainConfig, is_main_process, train as run_training, trains_in_bfloat16, training_device
+    from codec.models.architectures import extends
+    from codec.train import train as run_training
+    from codec.training.checkpoint import Checkpoint
+    from codec.training.config import FIELDS, RESUME_CHANGES, TrainConfig, check_values, option_name
+    from codec.training.distributed import is_main_process, training_device
+    from codec.training.start import init_source
 
-    from codec.models.architectures import ARCHITECTURES, HYPER_ATTENTION_PLACES, build_model, extends, is_variable_rate
-    from codec.models.layers import HYPER_ATTENTION
-
-    if out_path.is_file():  # a resume: the options not given are the checkpoint's recipe, not the defaults
-        from codec.train import Checkpoint
-
-        saved = dataclasses.asdict(Checkpoint.config(Checkpoint.load(out_path)))
-        recipe = {param: ctx.params[param] if ctx.get_parameter_source(param).name == "COMMANDLINE" else saved[field]
-                  for param, field in RESUMED_OPTIONS.items()}
-        arch, lmbda, n, m, hyper_attention, hyper_attention_in, hyper_block, metric, crop = recipe.values()
-    if arch not in ARCHITECTURES:
-        raise CodecError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHITECTURES)})")
-    for option, count in (("--steps", steps), ("--batch-size", batch_size), ("--N", n), ("--M", m), ("--val-every", val_every)):
-        if count < 1:
-            raise CodecError(f"{option} must be at least 1 (got {count})")
-    for option, value in (("--lmbda", lmbda), ("--lr", lr)):
-        if value is not None and not value > 0:
-            raise CodecError(f"{option} must be positive (got {value:g})")
-    if hyper_attention not in HYPER_ATTENTION:
-        raise CodecError(f"unknown --hyper-attention {hyper_attention!r} (choose from {', '.join(HYPER_ATTENTION)})")
-    if hyper_attention_in not in HYPER_ATTENTION_PLACES:
-        raise CodecError(f"unknown --hyper-attention-in {hyper_attention_in!r} (choose from {', '.join(HYPER_ATTENTION_PLACES)})")
-    if metric not in ("mse", "ms-ssim"):
-        raise CodecError(f"unknown metric {metric!r} (mse or ms-ssim)")
-    if not 0 <= ema < 1:
-        raise CodecError(f"--ema must be in [0, 1) (got {ema})")
-    if warmup < 0 or not 0 <= decay_fraction <= 1:
-        raise CodecError(f"--warmup must be at least 0 and --decay-fraction in [0, 1] (got {warmup}, {decay_fraction})")
-    if metric == "ms-ssim" and crop < 161:
-        raise CodecError("MS-SSIM training needs --crop of at least 161 (its five scales)")
-    if init:
-        from codec.train import init_source
-
+    typed = [field for field in recipe if ctx.get_parameter_source(field).name == "COMMANDLINE"]
+    values = recipe_values(recipe)
+    if val_every < 1:
+        raise CodecError(f"--val-every must be at least 1 (got {val_every})")
+    check_values(values)  # each value alone first: a resume's recipe and --init's model replace some of them
+    # A resume: the options not given are its recipe's (which TrainConfig then checks with the given
+    # ones), but for those a resume changes, which keep their defaults, and --init, which it does not redo.
+    if out_path.is_file():
+        saved = Checkpoint.config(Checkpoint.load(out_path))
+        values.update({field: getattr(saved, field) for field in values
+                       if field not in typed and field not in (*RESUME_CHANGES, "init")})
+    init = values["init"]
+    if init:  # its model sets the transforms; here, not in TrainConfig, as only the registry or its checkpoint knows them
         source_arch, source_config, _ = init_source(init)
-        if not extends(arch, source_arch):
-            arch = source_arch
-        typed_m = ctx.get_parameter_source("m").name == "COMMANDLINE"
-        if typed_m and m < source_config["M"]:
-            raise CodecError(f"--M {m}: --init {init} has a latent of {source_config['M']} channels, which can only widen")
-        n, m = source_config["N"], m if typed_m else source_config["M"]
-        hyper_block = source_config.get("hyper_block", 0)
+        if not extends(values["arch"], source_arch):
+            values["arch"] = source_arch
+        if "M" in typed and values["M"] < source_config["M"]:
+            raise CodecError(f"--M {values['M']}: --init {init} has a latent of {source_config['M']} channels, which can only widen")
+        values.update(N=source_config["N"], M=values["M"] if "M" in typed else source_config["M"],
+                      hyper_block=source_config.get("hyper_block", 0))
         if source_config.get("hyper_attention", "none") != "none":  # a model keeps its blocks
-            typed_attention = [f"--{name.replace('_', '-')} {value}" for name, value in
-                               (("hyper_attention", hyper_attention), ("hyper_attention_in", hyper_attention_in))
-                               if ctx.get_parameter_source(name).name == "COMMANDLINE" and value != source_config.get(name, "both")]
+            typed_attention = [f"{option_name(FIELDS[field])} {values[field]}" for field in ("hyper_attention", "hyper_attention_in")
+                               if field in typed and values[field] != source_config.get(field, "both")]
             if typed_attention:
                 raise CodecError(f"--init {init} has hyper-attention {source_config['hyper_attention']} in "
                                  f"{source_config.get('hyper_attention_in', 'both')}: it cannot take " + " ".join(typed_attention))
-            hyper_attention, hyper_attention_in = source_config["hyper_attention"], source_config.get("hyper_attention_in", "both")
-    variable_rate = is_variable_rate(arch)
-    if (lmbda is None) != variable_rate:
-        raise CodecError(f"--lmbda is needed for {arch}" if lmbda is None else
-                         f"{arch} trains every rate at once (its anchors' λs): give no --lmbda")
-    if minutes is not None and not minutes > 0:
-        raise CodecError(f"--minutes must be positive (got {minutes:g})")
-    training_device(device), trains_in_bfloat16(precision)  # an unknown value, or CUDA where there is none: refused now
-    config = TrainConfig(
-        data=os.pathsep.join(map(str, data)), lmbda=None if variable_rate else lmbda, arch=arch, N=n, M=m, hyper_attention=hyper_attention, hyper_block=hyper_block,
-        hyper_attention_in=hyper_attention_in,
-        metric=metric, steps=steps, batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, decay_fraction=decay_fraction, ema=ema, ste=ste, threads=threads, init=init,
-        minutes=minutes, device=device, precision=precision, rate_bias=rate_bias, synthetic=synthetic, downscale=downscale,
-    )
-    try:  # what the model checks itself: the hyperprior's blocks, SGE's groups (which must divide the channels)
-        multiple = build_model(arch, **config.model_config()).downsampling
-    except ValueError as error:
-        raise CodecError(f"--arch {arch} --N {n} --M {m} --hyper-attention {hyper_attention} --hyper-attention-in {hyper_attention_in} "
-                         f"--hyper-block {hyper_block}: {error}")
-    if crop < multiple or crop % multiple:
-        raise CodecError(f"--crop must be a multiple of {multiple} for {arch} (got {crop})")
+            values.update(hyper_attention=source_config["hyper_attention"],
+                          hyper_attention_in=source_config.get("hyper_attention_in", "both"))
+    config = TrainConfig(**values)
+    training_device(config.device)  # CUDA where there is none: refused now, not once training has begun
     if name:
         check_name(name, force=force)  # now, not after the training
-    # The recipe's fields that the command line sets: a resume names those it ignores.
-    recipe = {field.name for field in dataclasses.fields(TrainConfig)}
-    typed = [{"n": "N", "m": "M"}.get(param, param) for param in ctx.params if ctx.get_parameter_source(param).name == "COMMANDLINE"]
     with Progress(
         TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
         console=err, disable=not (err.is_terminal and is_main_process()),
     ) as progress:
-        task = progress.add_task("train", total=steps, status="")
+        task = progress.add_task("train", total=config.steps, status="")
 
         def report(step: int, metrics: dict | None):
             progress.update(task, completed=step)
@@ -623,7 +578,7 @@ def train(
                     err.print(f"step {step}  {status}")
 
         run_training(config, out_path, val_dir=str(val) if val else None, val_every=val_every, report=report,
-                     notice=lambda message: err.print(message, markup=False), asked=tuple(f for f in typed if f in recipe))
+                     notice=lambda message: err.print(message, markup=False), asked=tuple(typed))
     if name and is_main_process():
         export(out_path, name=name, force=force)
 
@@ -660,7 +615,7 @@ def pack(
     (Adam's moments in bfloat16, the moving average restarted: close to, not bit for bit, the run)."""
     import torch
 
-    from codec.train import Checkpoint
+    from codec.training.checkpoint import Checkpoint
 
     if not checkpoint.is_file():
         raise CodecError(f"{checkpoint}: no such checkpoint")

@@ -11,7 +11,9 @@ from pathlib import Path
 from codec.errors import CodecError, ModelError
 from codec.evaluate import measure, summarize
 from codec.fileio import image_files
-from codec.train import Checkpoint, TrainConfig, data_folders, hardware
+from codec.training.checkpoint import Checkpoint
+from codec.training.config import TrainConfig, data_folders, option_name
+from codec.training.distributed import hardware
 from codec.models.architectures import is_variable_rate
 from codec.registry import SHIPPED_DIR, ModelCard, get_card, save_model, user_dir, write_manifest
 
@@ -49,22 +51,20 @@ def data_description(folder: str) -> str:
 
 
 def training_command(config: TrainConfig) -> str:
-    """The `codec train` command line that runs this recipe."""
-    return (
-        "codec train " + " ".join(f"--data {folder}" for folder in data_folders(config.data))
-        + ("" if config.lmbda is None else f" --lmbda {config.lmbda}")
-        + f" --arch {config.arch} --N {config.N} "
-        f"--M {config.M} --hyper-attention {config.hyper_attention} "
-        + ("" if config.hyper_attention == "none" else f"--hyper-attention-in {config.hyper_attention_in} ")
-        + f"--hyper-block {config.hyper_block} --metric {config.metric} --steps {config.steps} "
-        f"--batch-size {config.batch_size} --crop {config.crop} --lr {config.lr} --warmup {config.warmup} "
-        f"--decay-fraction {config.decay_fraction} --ema {config.ema} " + ("--ste" if config.ste else "--no-ste")
-        + (f" --init {config.init}" if config.init else "")
-        + (f" --minutes {config.minutes:g}" if config.minutes else "")
-        + (f" --precision {config.precision}" if config.precision != "float32" else "")
-        + "".join(f" --{name.replace('_', '-')} {getattr(config, name):g}" for name in ("rate_bias", "synthetic", "downscale")
-                  if getattr(config, name))
-    )
+    """The `codec train` command line that runs this recipe, as each field's metadata says to write it
+    (codec/training/config.py): a flag for a bool, the option once per folder for the data."""
+    words = ["codec train"]
+    for field in dataclasses.fields(config):
+        value, option = getattr(config, field.name), option_name(field)
+        if not field.metadata["recorded"](config, field):
+            continue
+        if isinstance(value, bool):
+            words.append(option if value else f"--no-{option[2:]}")
+        elif field.metadata["several"]:
+            words += [f"{option} {folder}" for folder in data_folders(value)]
+        else:
+            words.append(f"{option} {value:{field.metadata['number_format']}}")
+    return " ".join(words)
 
 
 def started_from(name: str) -> dict:

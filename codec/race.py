@@ -9,12 +9,12 @@ from typing import Callable
 import torch
 
 from codec.allocator import retain_freed_memory
-from codec.train import validate
+from codec.training.validation import validate
 
 
 def set_up_like_codec_train(threads: int) -> None:
     """This process's allocator, threads and flushing of subnormals as `codec train` sets them
-    (codec.train.subnormals_flushed), so that a race times what training runs."""
+    (codec.training.distributed.subnormals_flushed), so that a race times what training runs."""
     retain_freed_memory()
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)

@@ -441,7 +441,7 @@ class CheckerboardGainedHyperprior(GainedMeanScaleHyperprior):
     """
 
     latent_names = ("y anchors", "y rest", "z")
-    # Weights that a model started from (codec.train.Trainer.start_from) may lack: they start neutral.
+    # Weights that a model started from (codec.training.start.load_init) may lack: they start neutral.
     neutral_extensions = ("context.", "entropy_parameters.")
 
     def __init__(self, N: int = 128, M: int = 192, hyper_attention: str = "none", hyper_block: int = 0,
@@ -532,7 +532,7 @@ ARCHITECTURES = {
 
 def extends(arch: str, source_arch: str) -> bool:
     """Whether a variable-rate `arch` can start from a trained model of `source_arch`: the same
-    transforms and hyperprior, plus gains or a context that start from it (codec.train.Trainer.start_from)."""
+    transforms and hyperprior, plus gains or a context that start from it (codec.training.start.load_init)."""
     model, source = ARCHITECTURES[arch], ARCHITECTURES[source_arch]
     return is_variable_rate(arch) and issubclass(model, source) and issubclass(source, MeanScaleHyperprior)
 

@@ -3,7 +3,7 @@
 Every block is channels-first, (N, C, H, W), and preserves the shape of its input. Each hyperprior
 block's `make_neutral()` sets its parameters so that it multiplies its input by a constant, and
 returns the constant: a trained model that gains a block then computes what it did without it, once
-the next convolution's weights are divided by that constant (codec.train.Trainer.start_from).
+the next convolution's weights are divided by that constant (codec.training.start.load_init).
 """
 
 from __future__ import annotations

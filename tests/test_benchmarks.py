@@ -95,7 +95,8 @@ def test_fuzz(bench):
 
 
 def test_half_precision(bench, images, dataset, tmp_path):
-    from codec.train import TrainConfig, train
+    from codec.train import train
+    from codec.training.config import TrainConfig
 
     config = TrainConfig(data=str(dataset), lmbda=0.01, N=8, M=16, steps=1, batch_size=1, crop=64, warmup=1)
     checkpoint = train(config, tmp_path / "run.ckpt", report=lambda *a: None, notice=lambda m: None)

@@ -182,7 +182,7 @@ def test_train_from_a_registered_model(tiny_model, tmp_path):
 
 def test_train_adds_a_hyperprior_block_to_a_model_without_one(dataset, tmp_path):
     """--init of a model without blocks may add one (it starts neutral); a model's own blocks stay."""
-    from codec.train import Checkpoint
+    from codec.training.checkpoint import Checkpoint
 
     plain, blocked = tmp_path / "plain.ckpt", tmp_path / "blocked.ckpt"
     assert tiny_checkpoint(dataset, plain).exit_code == 0
@@ -196,7 +196,7 @@ def test_train_adds_a_hyperprior_block_to_a_model_without_one(dataset, tmp_path)
 
 
 def test_train_adds_a_checkerboard_context_to_a_variable_rate_model(dataset, tmp_path, codec_home, image_file):
-    from codec.train import Checkpoint
+    from codec.training.checkpoint import Checkpoint
 
     def variable_rate(out, *options):
         return run("train", "--data", dataset, "-o", out, "--arch", "gained-mean-scale-hyperprior", "--N", 8, "--M", 16,
@@ -272,21 +272,6 @@ def test_targets_say_what_happened_and_a_missed_one_fails(image_file):
 def test_bad_rate_choices(tiny_model, image_file, args, fragment):
     assert_one_line_error(run("compress", image_file, *args), fragment)
     assert not image_file.with_suffix(".lic").exists()
-
-
-def test_train_defaults_are_the_recipe():
-    """`codec train`'s defaults are TrainConfig's: the recipe the benchmarks measured."""
-    import dataclasses
-    import inspect
-
-    from codec.cli.main import train
-    from codec.train import TrainConfig
-
-    options = inspect.signature(train).parameters
-    recipe = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-    for name in ("arch", "hyper_attention", "hyper_attention_in", "metric", "steps", "batch_size", "crop", "lr", "warmup", "decay_fraction", "ema", "ste", "threads"):
-        assert options[name].default == recipe[name], name
-    assert (options["n"].default, options["m"].default) == (recipe["N"], recipe["M"])
 
 
 def tiny_checkpoint(data, out, steps=1, *options):

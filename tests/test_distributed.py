@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from codec.train import Checkpoint
+from codec.training.checkpoint import Checkpoint
 from codec.registry import get_card
 
 # Runs the `codec train` command and then saves this rank's final weights, which only the test needs:

@@ -30,7 +30,12 @@ def folder_of(module: str) -> str | None:
 
 
 def python_files(*folders: str) -> list[Path]:
-    return [path for folder in folders for path in sorted((ROOT / folder).glob("*.py"))]
+    """The files of the folders and their subpackages (codec/training/)."""
+    return [path for folder in folders for path in sorted((ROOT / folder).rglob("*.py"))]
+
+
+def top_folder(path: Path) -> str:
+    return path.relative_to(ROOT).parts[0]
 
 
 def test_models_import_nothing_of_codec_but_the_models():
@@ -40,8 +45,8 @@ def test_models_import_nothing_of_codec_but_the_models():
 
 
 def test_no_import_cycle_between_folders():
-    edges = {(path.parent.name, folder) for path in python_files("codec", "models", "cli")
-             for folder in map(folder_of, imported_modules(path)) if folder not in (None, path.parent.name)}
+    edges = {(top_folder(path), folder) for path in python_files("codec", "models", "cli")
+             for folder in map(folder_of, imported_modules(path)) if folder not in (None, top_folder(path))}
 
     def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
         return any(b == goal or (b not in seen and reaches(b, goal, seen | {b})) for a, b in edges if a == start)
@@ -76,3 +81,11 @@ def test_help_models_and_info_import_neither_torch_nor_compressai(tiny_model, tm
         result = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1] == "[]", arguments
+
+
+def test_the_parts_of_training_import_neither_the_loop_nor_what_uses_it():
+    """codec/training/ sits below codec/train.py, which drives it, and below export, eval and the API."""
+    above = ("codec.train", "codec.export", "codec.evaluate", "codec.api", "codec.cli")
+    found = {(path.name, module) for path in python_files("codec/training") for module in imported_modules(path)
+             if module in above or module.startswith(tuple(f"{name}." for name in above))}
+    assert found == set()

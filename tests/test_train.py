@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from codec.errors import CodecError
-from codec.train import Checkpoint, TrainConfig, Trainer, learning_rate, rd_loss, train
+from codec.train import Trainer, learning_rate, train
+from codec.training.checkpoint import Checkpoint
+from codec.training.config import TrainConfig
+from codec.training.losses import rd_loss
 from codec.models.architectures import build_model
 
 
@@ -116,7 +119,7 @@ def test_factorized_synthesis_sees_rounding_around_the_medians():
 def test_race_spends_each_budget_in_turns(dataset):
     """Contenders alternate, the one furthest behind its budget first; each is scored when done."""
     from codec.race import Contender, race
-    from codec.train import Trainer, load_validation
+    from codec.training.validation import load_validation
 
     clock, order = [0.0], []
 
@@ -141,7 +144,7 @@ def test_race_spends_each_budget_in_turns(dataset):
 
 
 def test_variable_rate_loss_weighs_each_crop_by_its_lambda():
-    from codec.train import LOSS_EXPONENT, LOSS_REFERENCE, variable_rate_loss
+    from codec.training.losses import LOSS_EXPONENT, LOSS_REFERENCE, variable_rate_loss
 
     x = torch.full((2, 3, 4, 4), 0.5)
     output = {"x_hat": x + 0.1, "likelihoods": {"y": torch.full((2, 2, 1, 1), 0.5)}}
@@ -243,7 +246,7 @@ def test_a_time_budget_ends_the_run_and_decays_the_learning_rate(dataset, tmp_pa
 def test_a_race_by_the_clock_decays_the_learning_rate_over_the_budget(dataset):
     """by_clock: the schedule runs over the contender's own minutes, as `codec train --minutes` does."""
     from codec.race import Contender, race
-    from codec.train import load_validation
+    from codec.training.validation import load_validation
 
     clock, rates = [0.0], []
 
@@ -293,10 +296,10 @@ def test_bfloat16_training_runs_the_transforms_in_bfloat16_and_the_entropy_model
 
 
 def test_unknown_device_and_precision_are_refused():
-    from codec.train import trains_in_bfloat16, training_device
+    from codec.training.distributed import training_device
 
-    with pytest.raises(CodecError, match="unknown --device"):
-        training_device("gpu")
-    with pytest.raises(CodecError, match="unknown --precision"):
-        trains_in_bfloat16("fp16")
+    with pytest.raises(CodecError, match="unknown --device 'gpu'"):
+        config("", 10, device="gpu")
+    with pytest.raises(CodecError, match="unknown --precision 'fp16'"):
+        config("", 10, precision="fp16")
     assert training_device("cpu") == torch.device("cpu")

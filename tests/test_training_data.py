@@ -6,7 +6,8 @@ import torch
 
 from codec.errors import CodecError
 from codec.synthetic import random_image, reference_patterns
-from codec.train import CropSampler, TrainConfig, rate_positions
+from codec.training.config import TrainConfig
+from codec.training.sampler import CropSampler, rate_positions
 from tests.helpers import image_folder
 
 
@@ -82,7 +83,7 @@ def test_the_command_takes_several_folders_and_refuses_bad_shares(codec_home, tm
     from typer.testing import CliRunner
 
     from codec.cli.main import app
-    from codec.train import Checkpoint
+    from codec.training.checkpoint import Checkpoint
 
     a, b = image_folder(tmp_path / "a", 90, 70), image_folder(tmp_path / "b", 70, 90)
     out = tmp_path / "run.ckpt"

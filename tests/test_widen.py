@@ -76,7 +76,7 @@ def test_the_command_widens_a_registered_model_and_refuses_to_narrow_it(codec_ho
     from typer.testing import CliRunner
 
     from codec.cli.main import app
-    from codec.train import Checkpoint
+    from codec.training.checkpoint import Checkpoint
     from tests.helpers import image_folder
 
     data = image_folder(tmp_path / "data", 90, 70)

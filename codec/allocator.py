@@ -1,17 +1,15 @@
 """Keep freed memory in the process instead of handing it back to the kernel after every tensor.
 
 glibc serves large blocks (a feature map here is tens of MB) with mmap and returns them with munmap
-when freed, so every layer's output is faulted in again page by page, and on these virtual machines
-a page fault is expensive: a GDN layer on a Kodak image spent most of its time there. One arena, a
-high trim threshold and mmap only from 64 MB (a Kodak feature map is 50 MB) make freed blocks
-reusable at once; the price is that the process keeps its peak heap until it exits, which a coding
-process does soon anyway.
+when freed, so every layer's output is faulted in again page by page, and on virtual machines a page
+fault is expensive. One arena, a high trim threshold and mmap only for blocks larger than a Kodak
+image's feature maps make freed blocks reusable at once; the price is that the process keeps its
+peak heap until it exits, which a coding process does soon anyway.
 
 Large images are coded in tiles whose stages leave blocks of many sizes behind, and a heap that keeps
-them all fragments: a 4K compress or decompress peaked anywhere from 1.31 to 1.61 GB from run to
-run. Within `bounded_heap` the heap gives back what it frees and blocks from 32 MB are mapped:
-1.20-1.31 GB over five runs, for some more wall time (mapping from 1 MB bounds the peak little
-better, at a higher cost; docs/performance.md).
+them all fragments, so its peak varies from run to run. Within `bounded_heap` the heap gives back
+what it frees and maps large blocks, which bounds the peak for some more wall time. What each setting
+buys, and the commands that measure it: docs/performance.md, "Keeping freed memory".
 """
 
 from __future__ import annotations
@@ -61,7 +59,7 @@ def retain_freed_memory() -> bool:
 @contextlib.contextmanager
 def bounded_heap(large: bool):
     """For a large image (`large`) in a process that retains freed memory: hand the heap's free
-    memory back, and within, keep handing it back and map blocks from 32 MB. Otherwise nothing."""
+    memory back, and within, keep handing it back and map large blocks (BOUNDED). Otherwise nothing."""
     if not (large and _retaining and _apply(BOUNDED)):
         yield
         return

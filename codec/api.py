@@ -7,7 +7,8 @@
 
 The image is padded to the model's multiple by edge replication, coded, and cropped back, so any
 width and height round-trip to the same size. The input's ICC profile, EXIF and XMP are carried in
-the file (metadata=False leaves them out) and come back in the decoded image's `info`.
+the file (metadata=False leaves them out) and come back in the decoded image's `info`. Quality,
+hundredths, rate position and effort are defined in docs/glossary.md.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The classical codecs we compare against, all through Pillow's own encoders, each with a sweep of
-settings that spans about 0.05-2 bpp on Kodak (JPEG cannot go much below 0.2 bpp).
+settings that spans the rates our models code at on photos (JPEG cannot reach the lowest).
 
     jpeg420   libjpeg(-turbo), 4:2:0 chroma, optimized Huffman tables, Pillow quality 2-85
     jpeg444   the same with full-resolution chroma, quality 2-80
@@ -7,10 +7,10 @@ settings that spans about 0.05-2 bpp on Kodak (JPEG cannot go much below 0.2 bpp
     avif      libavif, speed 6, YUV 4:2:0 full range (Pillow's defaults), quality 0-85, one thread
     jpeg2000  OpenJPEG, RGB->YCbCr (mct), 9/7 irreversible wavelet, one layer at 480:1 to 12:1
 
-Optimized Huffman tables (cjpeg -optimize) cost no quality and save about 10 % of JPEG's bits on
-Kodak; Pillow leaves them off by default, which would flatter every other codec. AVIF in 4:4:4
-measured within 1 % of 4:2:0 (BD-rate, PSNR-RGB, 8 Kodak images), so we keep Pillow's 4:2:0.
-JPEG 2000 needs mct=1: Pillow's default codes R, G and B apart, about 4 dB worse at 1 bpp.
+Optimized Huffman tables (cjpeg -optimize) cost no quality and save JPEG bits; Pillow leaves them
+off by default, which would flatter every other codec. AVIF in 4:4:4 measured no better than 4:2:0,
+so we keep Pillow's 4:2:0. JPEG 2000 needs mct=1: Pillow's default codes R, G and B apart, far
+worse. The figures behind these choices: docs/baselines.md.
 """
 
 from __future__ import annotations

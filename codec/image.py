@@ -216,7 +216,7 @@ def save_image(image: Image.Image, file: BinaryIO, kind: str) -> list[str]:
 def to_tensor(image: Image.Image, multiple: int = 1) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1]; grayscale is replicated to three channels. H and W are padded
     right and bottom to multiples of `multiple` (a model's downsampling) by edge replication, in
-    8 bits, before the float copy: at 4K that copy alone is 100 MB."""
+    8 bits, before the float copy, which takes four times the memory."""
     pixels = np.asarray(image.convert("RGB"))
     pixels = np.pad(pixels, ((0, -pixels.shape[0] % multiple), (0, -pixels.shape[1] % multiple), (0, 0)), mode="edge")
     return torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)

@@ -13,7 +13,7 @@ the same scales and means, to the bit.
 The attention blocks (softmax, tanh, sigmoid) have no exact form: they are evaluated in float32 and
 rounded back onto the grid, which makes a mismatch unlikely but not impossible. Only models whose h_s
 has none (hyper_attention "none", or blocks in h_a alone: hyper_attention_in "h_a") are bit-exact
-everywhere.
+everywhere. (What "exact arithmetic" means across the codec: docs/glossary.md.)
 """
 
 from __future__ import annotations
@@ -65,8 +65,17 @@ def _exact_conv(layer: nn.Conv2d | nn.ConvTranspose2d, h: torch.Tensor) -> torch
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The exact path's matrix products, in one place, so that the determinism checks can sum them
-    in another order (codec/summation.py)."""
+    """a @ b: the exact path's matrix products, in one place.
+
+    The determinism checks replace it to sum in another order (codec/summation.py).
+
+    Args:
+        a: (P, K) float64 grid integers.
+        b: (K, Q) float64 grid integers.
+
+    Returns:
+        Tensor: (P, Q) float64, exact.
+    """
     return a @ b
 
 
@@ -95,8 +104,18 @@ def _transposed_conv(h: torch.Tensor, weight: torch.Tensor, stride, padding, out
 
 
 def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """layers(x) computed on the fixed-point grid; the result is a float32 multiple of 2^-12.
-    Operations run in place where they can: at 4K, h_s's float64 maps are 100 MB each."""
+    """layers(x) computed on the fixed-point grid, the same on every machine.
+
+    Operations run in place where they can: float64 maps at full latent resolution are large.
+
+    Args:
+        layers: convolutions, transposed convolutions, ReLU, LeakyReLU, Identity and attention
+            blocks (the last in float32, not exact).
+        x: (N, C, H, W) float tensor (z_hat for h_s).
+
+    Returns:
+        Tensor: layers(x), float32, contiguous, every value a multiple of 2^-12.
+    """
     scale = 2.0**ACTIVATION_BITS
     h = x.detach().to(torch.float64, copy=True).mul_(scale).round_()
     for layer in layers:
@@ -112,10 +131,21 @@ def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 def exact_conv_at(layer: nn.Module, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """A stride-1 convolution of x on the grid, as exact_forward computes one, at the flat `positions`
-    of its output alone, for a layer whose weight holds only some taps of its kernel (out, in,
-    len(layer.taps); layer.taps: flat indexes into its kernel_size x kernel_size; the padding keeps
-    the size). Returns (n, out channels, len(positions)), float32 multiples of 2^-12."""
+    """A stride-1 convolution of x on the grid, as exact_forward computes one, at some outputs only.
+
+    For the checkerboard context: its layer's weight holds only some taps of its kernel, and only
+    the latents that are not checkerboard anchors need it.
+
+    Args:
+        layer: a module with `weight` (out, in, len(layer.taps)) and `bias` (out,), `taps` (flat
+            indexes into its kernel_size x kernel_size kernel) and an odd int `kernel_size`; the
+            padding keeps the size.
+        x: (N, in, H, W) float tensor.
+        positions: (P,) int64 flat indexes into the H x W output.
+
+    Returns:
+        Tensor: (N, out, P) float32, multiples of 2^-12.
+    """
     scale = 2.0**ACTIVATION_BITS
     weight, bias, limit = _grid_parameters(layer)
     h = x.detach().to(torch.float64, copy=True).mul_(scale).round_().clamp_(-limit, limit)

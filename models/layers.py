@@ -24,14 +24,22 @@ __all__ = [
 ]
 
 class GDN(compressai.layers.GDN):
-    """GDN / inverse GDN (Ballé 2016): y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2), and
-    x_i * sqrt(...) for the inverse.
+    """GDN / inverse GDN (Ballé et al. 2016), with an in-place forward when no gradient is needed.
 
+    y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2), and x_i * sqrt(...) for the inverse.
     CompressAI's layer has exactly the seed's parametrization (beta and gamma stored as
     sqrt(value + pedestal), lower-bounded with a gradient that passes when the input is at or above
     the bound or the gradient pushes it up), so training uses it as is; tests check it against the
     formula. Without autograd (coding) the same arithmetic runs in place: two feature maps live
     instead of four, which at full resolution saves both memory and time.
+
+    Args:
+        in_channels: C, the number of channels.
+        inverse: the inverse GDN (IGDN) of the synthesis transform.
+        beta_min, gamma_init: CompressAI's.
+
+    Shape:
+        (N, C, H, W) float -> (N, C, H, W), the input's dtype.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,9 +53,16 @@ class GDN(compressai.layers.GDN):
 
 
 class GlobalResponseNorm(nn.Module):
-    """ConvNeXt V2 GRN: rescale each channel by its spatial L2 energy relative to the channel mean.
+    """ConvNeXt V2's GRN: rescale each channel by its spatial L2 energy relative to the channels' mean.
 
-    out = x + bias + weight * x * (||x_c||_2 / (mean_c ||x_c||_2 + eps)); identity at init.
+    out = x + bias + weight * x * (||x_c||_2 / (mean_c ||x_c||_2 + eps)); the identity at init.
+
+    Args:
+        channels: C.
+        eps: added to the mean energy.
+
+    Shape:
+        (N, C, H, W) float -> (N, C, H, W).
     """
 
     def __init__(self, channels: int, eps: float = 1e-6):
@@ -72,7 +87,14 @@ class GatedChannelTransform(nn.Module):
     """GCT (Yang et al. 2020): a channel gate 1 + tanh(gamma * normalized embedding + beta).
 
     The embedding is alpha times the channel's spatial L2 norm, normalized across channels.
-    Identity at init (gamma = beta = 0).
+    The identity at init (gamma = beta = 0).
+
+    Args:
+        channels: C.
+        eps: added under each square root.
+
+    Shape:
+        (N, C, H, W) float -> (N, C, H, W).
     """
 
     def __init__(self, channels: int, eps: float = 1e-5):
@@ -95,8 +117,19 @@ class GatedChannelTransform(nn.Module):
 
 
 class SpatialGroupEnhance(nn.Module):
-    """SGE (Li et al. 2019): per channel group, a spatial gate from the similarity of each position
-    to the group's mean feature, standardized over positions, then an affine map and a sigmoid."""
+    """SGE (Li et al. 2019): a spatial gate per channel group.
+
+    The gate is the similarity of each position to the group's mean feature, standardized over
+    positions, then an affine map and a sigmoid.
+
+    Args:
+        channels: C, a multiple of `groups`.
+        groups: the number of channel groups, each with its own gate.
+        eps: added to the standard deviation.
+
+    Shape:
+        (N, C, H, W) float -> (N, C, H, W).
+    """
 
     def __init__(self, channels: int, groups: int = 8, eps: float = 1e-5):
         super().__init__()
@@ -126,7 +159,14 @@ class SpatialGroupEnhance(nn.Module):
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a channels-first tensor."""
+    """LayerNorm over the channels of a channels-first tensor, at each position.
+
+    Args:
+        normalized_shape: C (nn.LayerNorm's arguments).
+
+    Shape:
+        (N, C, H, W) float -> (N, C, H, W).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)
@@ -135,7 +175,15 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class ContextMlp(nn.Sequential):
-    """GCNet's bottleneck transform of the pooled context: 1x1 conv, LayerNorm, ReLU, 1x1 conv."""
+    """GCNet's bottleneck transform of the pooled context: 1x1 conv, LayerNorm, ReLU, 1x1 conv.
+
+    Args:
+        channels: C, in and out.
+        hidden: the bottleneck's width.
+
+    Shape:
+        (N, C, 1, 1) float -> (N, C, 1, 1).
+    """
 
     def __init__(self, channels: int, hidden: int):
         super().__init__(
@@ -147,8 +195,18 @@ class ContextMlp(nn.Sequential):
 
 
 class GlobalContext(nn.Module):
-    """GCNet global context block: softmax attention pooling over positions into one context vector,
-    transformed by a bottleneck MLP and fused into every position by a sigmoid scale."""
+    """GCNet's global context block (Cao et al. 2019), fused by a sigmoid scale.
+
+    Softmax attention pooling over positions gives one context vector per image, which a bottleneck
+    MLP turns into a per-channel scale sigmoid(.) applied at every position.
+
+    Args:
+        channels: C.
+        reduction: the MLP's bottleneck is C // reduction wide (at least 1).
+
+    Shape:
+        (N, C, H, W) float -> (N, C, H, W).
+    """
 
     def __init__(self, channels: int, reduction: int = 8):
         super().__init__()
@@ -180,7 +238,18 @@ HYPER_ATTENTION = {
 
 
 def make_hyper_attention(name: str, channels: int) -> nn.Module:
-    """The block named by a model's `hyper_attention` option (nn.Identity for "none")."""
+    """The hyperprior block named by a model's `hyper_attention` option.
+
+    Args:
+        name: a key of HYPER_ATTENTION ("none", "grn", "gc", "sge", "gct").
+        channels: the channels of the maps it will see.
+
+    Returns:
+        nn.Module: the block with its default settings; nn.Identity for "none".
+
+    Raises:
+        ValueError: for an unknown name.
+    """
     if name not in HYPER_ATTENTION:
         raise ValueError(f"unknown hyper_attention {name!r}; choose from {', '.join(HYPER_ATTENTION)}")
     block = HYPER_ATTENTION[name]

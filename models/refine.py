@@ -13,7 +13,8 @@ Small images are searched in one piece; larger ones tile by tile, each tile's di
 its own pixels with a ring of its neighbours' latents (as searched so far, held fixed and rounded)
 around it, so that memory stays bounded. Only the image's own pixels count, not its padding. The
 search is seeded: the same image, quality and effort give the same file on the same machine with
-the same thread count.
+the same thread count. Terms (effort, quality, rate position, gain, tile): docs/glossary.md; what
+each level costs and buys: docs/effort.md.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from codec.models import coding
 # Gradient steps at each effort level (0: g_a's and h_a's latents as they are).
 ITERATIONS = (0, 4, 8, 14, 22, 32, 46, 64, 96, 140)
 MAX_EFFORT = len(ITERATIONS) - 1
-DEFAULT_EFFORT = 0  # the amortized encoder: the search costs 8x its time at effort 1 (docs/effort.md)
-LEARNING_RATE = 0.02  # Adam on y·g and z (in units of their symbols), decayed to 10 % by a cosine
+DEFAULT_EFFORT = 0  # the amortized encoder: even effort 1's search costs several times its encode time (docs/effort.md)
+LEARNING_RATE = 0.02  # Adam on y·g and z (in units of their symbols), decayed to a tenth of it by a cosine
 START_TEMPERATURE, END_TEMPERATURE = 0.5, 0.05  # of SGA's rounding, falling geometrically over the steps
-# The search keeps every activation of g_s for its gradient: 1.35-1.45 GB of peak RSS for a process
-# coding Kodak images (0.4 megapixels) in one piece (docs/effort.md). Larger images are searched in tiles of about SEARCH_TILE
-# latents a side (384 pixels), rounded up to whole blocks of the hyperprior.
+# The search keeps every activation of g_s for its gradient, so its memory grows with the image
+# (docs/effort.md has the peaks). Images up to SEARCH_WHOLE_PIXELS are searched in one piece, larger
+# ones in tiles of about SEARCH_TILE latents a side (384 pixels), rounded up to whole blocks of the hyperprior.
 SEARCH_WHOLE_PIXELS = 1 << 19
 SEARCH_TILE = 24
 
@@ -44,15 +45,35 @@ class SearchError(ValueError):
 
 
 def check_effort(effort) -> int:
-    """An effort level as given, if it is one: an integer from 0 to MAX_EFFORT."""
+    """An effort level as given, if it is one.
+
+    Args:
+        effort: the value to check; an int from 0 to MAX_EFFORT (bool refused).
+
+    Returns:
+        int: `effort` unchanged.
+
+    Raises:
+        SearchError: for anything else.
+    """
     if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= MAX_EFFORT:
         raise SearchError(f"effort must be an integer from 0 to {MAX_EFFORT} (got {effort!r})")
     return effort
 
 
 def sga_round(values: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
-    """Stochastic Gumbel annealing: a relaxed draw between floor and ceil of each value, likelier
-    toward the nearer one; as `temperature` falls it becomes rounding."""
+    """Stochastic Gumbel annealing: a relaxed, differentiable draw between floor and ceil.
+
+    The draw is likelier toward the nearer integer; as `temperature` falls it becomes rounding.
+
+    Args:
+        values: float tensor of any shape, in units of symbols.
+        temperature: the annealing temperature, > 0.
+        generator: the seeded CPU generator of the Gumbel noise.
+
+    Returns:
+        Tensor: same shape and dtype, between floor(values) and floor(values) + 1.
+    """
     floor = values.floor()
     up = values - floor
     eps = 1e-5
@@ -63,14 +84,32 @@ def sga_round(values: torch.Tensor, temperature: float, generator: torch.Generat
 
 
 def rounded(values: torch.Tensor, temperature: float, generator: torch.Generator, searched: torch.Tensor | None) -> torch.Tensor:
-    """SGA's rounding where the search moves the values (`searched`: a spatial mask, or None for
-    everywhere), plain rounding of the fixed neighbours, which is how they will be coded."""
+    """SGA's rounding where the search moves the values, plain rounding of the fixed neighbours
+    (which is how they will be coded).
+
+    Args:
+        values: (N, C, H, W) float tensor.
+        temperature: SGA's temperature.
+        generator: the search's generator.
+        searched: (H, W) bool mask of the values the search moves, or None for all of them.
+
+    Returns:
+        Tensor: (N, C, H, W), differentiable where searched.
+    """
     soft = sga_round(values, temperature, generator)
     return soft if searched is None else torch.where(searched, soft, values.detach().round())
 
 
 def z_likelihood(entropy_bottleneck, z_hat: torch.Tensor) -> torch.Tensor:
-    """The EntropyBottleneck's likelihood of each (soft-rounded) hyper-latent, with its gradient."""
+    """The EntropyBottleneck's likelihood of each (soft-rounded) hyper-latent, with its gradient.
+
+    Args:
+        entropy_bottleneck: the model's CompressAI EntropyBottleneck.
+        z_hat: (N, C, h, w) float32 hyper-latents, medians included.
+
+    Returns:
+        Tensor: (C, 1, N * h * w) float32 likelihoods, lower-bounded as in training.
+    """
     channels_first = z_hat.transpose(0, 1).reshape(z_hat.shape[1], 1, -1)
     likelihood, _, _ = entropy_bottleneck._likelihood(channels_first)
     return entropy_bottleneck.likelihood_lower_bound(likelihood)
@@ -78,9 +117,14 @@ def z_likelihood(entropy_bottleneck, z_hat: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def training_forms(net):
-    """The model's differentiable float transforms (its training forms) for the search, g_a and g_s
-    in bfloat16 where the CPU has it (the search needs gradients, not exact values), then its coding
-    forms again."""
+    """Within: the model's differentiable float transforms (its training forms), for the search.
+
+    g_a and g_s run in bfloat16 where the CPU has it (the search needs gradients, not exact values);
+    on exit the model's mode and precision are restored, and with them its coding forms.
+
+    Args:
+        net: a variable-rate model.
+    """
     was_training, was_bfloat16 = net.training, net.training_in_bfloat16
     net.train()
     net.training_in_bfloat16 = coding.DTYPE == torch.bfloat16
@@ -92,9 +136,17 @@ def training_forms(net):
 
 
 class Window:
-    """What one search works on: the latents y·g and z of a window, the pixels x that its synthesis
-    is scored against (`crop`: where they lie in g_s's output), and the masks of the latents it may
-    move (None: all of them)."""
+    """What one search works on: a window of the latents and the pixels they are scored against.
+
+    Args:
+        net: the model.
+        scaled_y: (1, M, h, w) float32, y times the gain g, searched in place.
+        z: (1, C_z, h / r, w / r) float32 hyper-latents, searched in place.
+        x: (1, 3, height, width) float32 pixels in [0, 1] that the window's synthesis is scored against.
+        crop: (top, left, height, width) of x within g_s's output of the window.
+        searched_y: (h, w) bool mask of the latents of y the search may move; None: all of them.
+        searched_z: (h / r, w / r) bool mask for z; None: all of them.
+    """
 
     def __init__(self, net, scaled_y, z, x, crop, searched_y=None, searched_z=None):
         self.net, self.scaled_y, self.z, self.x, self.crop = net, scaled_y, z, x, crop
@@ -102,8 +154,21 @@ class Window:
 
 
 def rd_cost(window: Window, gains, lmbda: float, temperature: float, generator: torch.Generator) -> torch.Tensor:
-    """R + λ·255²·MSE of the window's latents, their roundings drawn by SGA at `temperature`; R is
-    counted per pixel of the window's crop (the fixed neighbours' bits are a constant)."""
+    """R + λ·255²·MSE of the window's latents, their roundings drawn by SGA at `temperature`.
+
+    R is counted per pixel of the window's crop (the fixed neighbours' bits are a constant).
+
+    Args:
+        window: the latents and pixels.
+        gains: (gain, inverse_gain, medians): g and g' at the rate position, (1, M, 1, 1) float32
+            each, and z's medians, (1, C_z, 1, 1).
+        lmbda: λ at the rate position.
+        temperature: SGA's temperature.
+        generator: the search's generator.
+
+    Returns:
+        Tensor: scalar float32, differentiable in the window's latents.
+    """
     net, (gain, inverse_gain, medians) = window.net, gains
     z_hat = rounded(window.z - medians, temperature, generator, window.searched_z) + medians
     scales, means = net.gaussian_params(z_hat)
@@ -116,9 +181,18 @@ def rd_cost(window: Window, gains, lmbda: float, temperature: float, generator: 
 
 
 def search(window: Window, gains, lmbda: float, iterations: int, generator: torch.Generator) -> None:
-    """`iterations` Adam steps on the window's SGA-rounded RD cost, in place, on the latents its
-    masks let move. y is searched as y·g, whose steps are those of its symbols at every rate (Adam's
-    steps have about the learning rate's size whatever the gradient's scale)."""
+    """Adam steps on the window's SGA-rounded RD cost, in place, on the latents its masks let move.
+
+    y is searched as y·g, whose steps are those of its symbols at every rate (Adam's steps have
+    about the learning rate's size whatever the gradient's scale).
+
+    Args:
+        window: the latents to move (window.scaled_y and window.z change in place).
+        gains: as for rd_cost.
+        lmbda: λ at the rate position.
+        iterations: the number of steps.
+        generator: the search's generator.
+    """
     variables = [window.scaled_y.requires_grad_(True), window.z.requires_grad_(True)]
     masks = [window.searched_y, window.searched_z]
     optimizer = torch.optim.Adam(variables, lr=LEARNING_RATE)
@@ -137,8 +211,23 @@ def search(window: Window, gains, lmbda: float, iterations: int, generator: torc
 
 def refine(net, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, height: int, width: int, position: float,
            effort: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The searched latents of image x (padded to the model's multiple; its true `height` and
-    `width`) at `effort`, in one piece or tile by tile."""
+    """The searched latents of an image at `effort`, in one piece or tile by tile.
+
+    Args:
+        net: a variable-rate model (GainedMeanScaleHyperprior).
+        x: (1, 3, H, W) float32 image in [0, 1], padded to the model's multiple.
+        y: (1, M, H / 16, W / 16) float32, g_a(x).
+        z: (1, C_z, H / 64, W / 64) float32, h_a(y).
+        height, width: the image's true size, within the padding.
+        position: the rate position.
+        effort: the effort level, 1 to MAX_EFFORT.
+
+    Returns:
+        tuple: the searched (y, z), shaped as the inputs, float32 (not rounded).
+
+    Raises:
+        SearchError: on an image over SEARCH_WHOLE_PIXELS for a model without hyperprior blocks.
+    """
     iterations = ITERATIONS[effort]
     generator = torch.Generator().manual_seed(0)
     stride, ratio = net.g_a_stride, net.z_stride // net.g_a_stride  # pixels a latent, latents a hyper-latent
@@ -181,9 +270,21 @@ def refine(net, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, height: int, 
 
 
 def refined_streams(net, x: torch.Tensor, height: int, width: int, position: float, effort: int) -> list[bytes]:
-    """The streams of image x (padded; its true `height` and `width`) at `effort` > 0: the searched
-    latents' where they cost less than effort 0's in real bytes plus λ times the squared error of
-    the decoded 8-bit pixels, else effort 0's."""
+    """The streams of an image at `effort` > 0: the searched latents', or effort 0's if cheaper.
+
+    Each candidate's cost is its real bytes plus λ times the squared error of its decoded 8-bit
+    pixels, so a searched file never costs more than the plain one.
+
+    Args:
+        net: a variable-rate model.
+        x: (1, 3, H, W) float32 image in [0, 1], padded to the model's multiple.
+        height, width: the image's true size.
+        position: the rate position.
+        effort: the effort level, 1 to MAX_EFFORT.
+
+    Returns:
+        list[bytes]: the streams, as net.compress_latents gives them.
+    """
     y = net.analysis(x)
     z = net.hyper_analysis(y)
     plain = net.compress_latents(y, z, position)

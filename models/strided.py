@@ -3,8 +3,8 @@
 A stride-2 convolution on few channels (g_a's first layer, 3 in) is a stride-1 convolution over
 2x2 pixel blocks; a stride-2 transposed convolution to few channels (g_s's last layer, 3 out) is a
 stride-1 convolution giving each output's four phases, then pixel_shuffle. oneDNN runs these dense
-forms faster than the strided and transposed ones. (The exact h_s gained nothing from the second:
-its extra multiply-adds cost what its col2im saved.)
+forms faster than the strided and transposed ones. (The exact h_s does not use the second: its
+extra multiply-adds cost more than its col2im saved, docs/performance.md.)
 """
 
 from __future__ import annotations

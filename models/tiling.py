@@ -6,7 +6,8 @@ every kept value depend only on real input, exactly as in the whole-image pass, 
 seams: only the summation order of the convolutions may change, in the last bits of a float.
 Memory then grows with the tile, not with the image (how the process's heap gives freed memory back
 is the caller's choice: codec.allocator.bounded_heap). At the image border the halo is cut off and
-the convolutions zero-pad there, as the whole-image pass does.
+the convolutions zero-pad there, as the whole-image pass does. (Tiles, halos and the hyperprior's
+blocks: docs/glossary.md.)
 """
 
 from __future__ import annotations
@@ -18,12 +19,22 @@ import torch
 
 def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float, tile: int, halo: int,
           whole: int) -> torch.Tensor:
-    """transform(x) for a transform whose output is `scale` times the input's size (1/16 for an
-    analysis transform, 16 for a synthesis one), computed on tiles of `tile` input samples per side
-    plus `halo` on each side. For scale < 1, tile and halo must be multiples of 1/scale, so that
-    each tile starts on the transform's stride grid. An input of at most `whole` samples (height
-times width) runs in one piece, which is fastest.
-    The result keeps the layout (channels-first or -last) that the transform gives."""
+    """transform(x), computed tile by tile when x is large, with the values of one piece.
+
+    Args:
+        transform: maps (N, C, h, w) to (N, C', h * scale, w * scale).
+        x: (N, C, H, W) tensor.
+        scale: the transform's output size over its input size (1/16 for an analysis transform, 16
+            for a synthesis one).
+        tile: the side of a tile's core, in input samples. For scale < 1, tile and halo must be
+            multiples of 1/scale, so that each tile starts on the transform's stride grid.
+        halo: input samples added on each side of a tile, at least the transform's reach.
+        whole: an input of at most this many samples (H * W) runs in one piece, which is fastest.
+
+    Returns:
+        Tensor: (N, C', H * scale, W * scale), in the dtype, device and layout (channels-first or
+        -last) that the transform gives.
+    """
     height, width = x.shape[-2:]
     if height * width <= whole:
         return transform(x)
@@ -45,9 +56,21 @@ times width) runs in one piece, which is fastest.
 
 def blockwise(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, block: int, out_block: int,
               chunk: int | None = None) -> torch.Tensor:
-    """transform applied to each `block` x `block` square of x on its own, as a batch (zero-padded at
-    every block's edge, as when it was trained on crops of one block), its `out_block`-sided outputs
-    put back in place. With `chunk`, that many blocks at a time: memory then follows the chunk."""
+    """transform applied to each square block of x on its own, as a batch, the outputs put back in place.
+
+    Each block is zero-padded at its edge, as when the model trained on crops of one block: this is
+    the block-wise hyperprior, part of the model (not a tiling).
+
+    Args:
+        transform: maps (B, C, block, block) to (B, C', out_block, out_block).
+        x: (N, C, H, W) tensor, H and W multiples of `block`.
+        block: the side of a block, in x's samples.
+        out_block: the side of a block's output.
+        chunk: that many blocks at a time (memory then follows the chunk); None: all at once.
+
+    Returns:
+        Tensor: (N, C', H / block * out_block, W / block * out_block).
+    """
     n, channels, height, width = x.shape
     rows, cols = height // block, width // block
     blocks = x.reshape(n, channels, rows, block, cols, block).permute(0, 2, 4, 1, 3, 5).reshape(-1, channels, block, block)

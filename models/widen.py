@@ -9,10 +9,10 @@ Each new channel is either
   freshly initialized weights, which then carry its gradient back; the new channels of y are silent,
   and so code as zeros (at the smallest scale and a zero mean the hyperprior predicts for them) until
   training gives them something to carry. Their rate gains start at the old channels' geometric mean
-  at each anchor.
+  at each anchor (docs/glossary.md).
 The transforms' width N stays, and with it every GDN layer: wider transforms would widen z too, whose
-new channels would code their zeros under an untrained factorized density (about 0.08 bpp on a 256²
-image of vr3).
+new channels would code their zeros under an untrained factorized density, which costs real bits
+(docs/training.md has the figure).
 """
 
 from __future__ import annotations
@@ -50,8 +50,21 @@ def _widen_conv(old: nn.Module, new: nn.Module, new_inputs: str, new_outputs: st
 
 
 def widened(model: GainedMeanScaleHyperprior, M: int) -> GainedMeanScaleHyperprior:
-    """A copy of `model` with M latent channels (at least its own), computing the same reconstruction
-    and the same symbols for the old channels, zeros for the new ones (see the module's docstring)."""
+    """A copy of a variable-rate model with more latent channels, computing what it computed.
+
+    The copy gives the same reconstruction and the same symbols for the old channels, and zeros for
+    the new ones (see the module's docstring).
+
+    Args:
+        model: a GainedMeanScaleHyperprior without hyperprior blocks (not a subclass).
+        M: the new number of channels of y, at least model.M.
+
+    Returns:
+        GainedMeanScaleHyperprior: a new model of width (model.N, M), with the same hyper_block.
+
+    Raises:
+        ValueError: for another class, a model with hyperprior blocks, or a smaller M.
+    """
     if type(model) is not GainedMeanScaleHyperprior:
         raise ValueError(f"only a {GainedMeanScaleHyperprior.__name__} can be widened (got {type(model).__name__})")
     if model.hyper_attention != "none":

@@ -77,25 +77,25 @@ def profile_transform(name: str, transform: nn.Sequential, x: torch.Tensor, rate
 
 def stage_times(model, x: torch.Tensor, repeat: int) -> dict[str, float]:
     """Seconds of each step of our compress and decompress (medians); the model's own order."""
-    y = model.analysis(x)
+    y = model.coding_analysis(x)
     z = model.h_a(model.hyper_input(y))
     z_string = model.entropy_bottleneck.compress(z)[0]
     z_hat = model.entropy_bottleneck.decompress([z_string], z.shape[-2:])
-    scales, means = model.gaussian_params(z_hat)
+    scales, means = model.coding_gaussian_params(z_hat)
     indexes = model.scale_indexes(scales)
     conditional = model.gaussian_conditional
     y_string = coding.encode_symbols(conditional, conditional.quantize(y, "symbols", means), indexes)
     y_hat = model.decode_y(y_string, z_hat)
     return {
-        "g_a": median_seconds(lambda: model.analysis(x), repeat),
+        "g_a": median_seconds(lambda: model.coding_analysis(x), repeat),
         "h_a": median_seconds(lambda: model.h_a(model.hyper_input(y)), repeat),
         "z coding (each way)": median_seconds(lambda: model.entropy_bottleneck.compress(z), repeat),
-        "h_s, exact (each way)": median_seconds(lambda: model.gaussian_params(z_hat), repeat),
+        "h_s, exact (each way)": median_seconds(lambda: model.coding_gaussian_params(z_hat), repeat),
         "h_s in float32, for comparison": median_seconds(lambda: model.h_s(z_hat), repeat),
         "y encoding": median_seconds(lambda: coding.encode_symbols(conditional, conditional.quantize(y, "symbols", means), indexes), repeat),
         "y decoding": median_seconds(
             lambda: coding.decode_symbols(conditional, coding.bounded(y_string, indexes.numel()), indexes), repeat),
-        "g_s": median_seconds(lambda: model.synthesis(y_hat), repeat),
+        "g_s": median_seconds(lambda: model.coding_synthesis(y_hat), repeat),
     }
 
 
@@ -148,7 +148,7 @@ def profile(model, args) -> float:
     print(f"layers on {x.shape[-1]}x{x.shape[-2]}, channels-last, inference:")
     with torch.inference_mode():
         g_a_seconds, g_a_macs = profile_transform("g_a", model.g_a, x, rate, args.repeat)
-        y_hat = torch.round(model.analysis(x))
+        y_hat = torch.round(model.coding_analysis(x))
         g_s_seconds, g_s_macs = profile_transform("g_s", model.g_s, y_hat, rate, args.repeat)
         stages = stage_times(model, x, args.repeat)
     print("our stages, as float32 compress/decompress run them:")

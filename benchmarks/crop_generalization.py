@@ -34,8 +34,9 @@ def crops(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def score(model, x: torch.Tensor) -> tuple[float, float, float]:
-    """bpp of y, bpp of z, and PSNR of the quantized forward pass over the batch x."""
-    out = model(x)
+    """bpp of y, bpp of z, and PSNR of the forward pass in the coding forms over the batch x (as
+    validation scores it)."""
+    out = model.coding_estimate(x)
     pixels = x.shape[0] * x.shape[2] * x.shape[3]
     y_bpp, z_bpp = (float(-torch.log2(out["likelihoods"][k]).sum()) / pixels for k in ("y", "z"))
     return y_bpp, z_bpp, float(-10 * torch.log10(F.mse_loss(out["x_hat"].clamp(0, 1), x)))

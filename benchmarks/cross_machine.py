@@ -48,12 +48,12 @@ def decoded(data: bytes) -> tuple[str, np.ndarray]:
     """sha256 of the latents that the synthesis receives, and the decoded pixels."""
     model = load_model(get_card(Bitstream.from_bytes(data).model))
     latents = []
-    synthesis = model.synthesis
-    model.synthesis = lambda y_hat: latents.append(y_hat.clone()) or synthesis(y_hat)
+    synthesis = model.coding_synthesis
+    model.coding_synthesis = lambda y_hat: latents.append(y_hat.clone()) or synthesis(y_hat)
     try:
         pixels = np.asarray(codec.decompress(data))
     finally:
-        del model.synthesis
+        del model.coding_synthesis
     return hashlib.sha256(latents[0].numpy().tobytes()).hexdigest(), pixels
 
 

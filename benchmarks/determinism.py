@@ -28,12 +28,12 @@ from codec.summation import split_channel_sums
 
 @contextlib.contextmanager
 def hyper_route(model, route):
-    """Temporarily replace the model's hyper-synthesis by `route(model, z_hat)`."""
-    model.hyper_synthesis = lambda z_hat: route(model, z_hat)
+    """Temporarily replace the hyper-synthesis that coding runs by `route(model, z_hat)`."""
+    model.coding_hyper_synthesis = lambda z_hat: route(model, z_hat)
     try:
         yield
     finally:
-        del model.hyper_synthesis
+        del model.coding_hyper_synthesis
 
 
 def float_route(model, z_hat):
@@ -50,7 +50,7 @@ def split_float_route(model, z_hat):
 
 def split_exact_route(model, z_hat):
     with split_channel_sums():
-        return type(model).hyper_synthesis(model, z_hat)
+        return type(model).coding_hyper_synthesis(model, z_hat)
 
 
 def hyper_latent(model, image) -> torch.Tensor:
@@ -66,7 +66,7 @@ def index_mismatches(model, z_hat, position: float | None) -> tuple[int, int]:
     with torch.inference_mode():
         for route in (float_route, split_float_route):
             with hyper_route(model, route):
-                scales, _ = model.gaussian_params(z_hat)
+                scales, _ = model.coding_gaussian_params(z_hat)
             if position is not None:  # a variable-rate model's symbols have the gained scales
                 scales = scales.double() * model.coding_gains(position)[0]
             indexes.append(model.scale_indexes(scales))
@@ -78,7 +78,7 @@ def hyper_seconds(model, z_hat) -> tuple[float, float]:
     times = {"exact": [], "float": []}
     with torch.inference_mode():
         for _ in range(3):
-            for label, run in (("exact", model.hyper_synthesis), ("float", lambda z: float_route(model, z))):
+            for label, run in (("exact", model.coding_hyper_synthesis), ("float", lambda z: float_route(model, z))):
                 start = time.perf_counter()
                 run(z_hat)
                 times[label].append(time.perf_counter() - start)

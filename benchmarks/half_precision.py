@@ -22,10 +22,9 @@ def coded(model, image, position: float | None) -> tuple[float, float]:
     """(bits per pixel of the entropy-coded streams, PSNR) of one image (at a variable-rate model's
     rate position)."""
     padded = to_tensor(image, model.downsampling)
-    rate = () if position is None else (position,)
     with torch.inference_mode():
-        strings = model.compress(padded, *rate)
-        x_hat = model.decompress(strings, *padded.shape[-2:], *rate)[..., : image.height, : image.width]
+        strings = model.compress(padded, position)
+        x_hat = model.decompress(strings, *padded.shape[-2:], position)[..., : image.height, : image.width]
     bits = 8 * sum(len(s) for s in strings)
     return bits / (image.width * image.height), psnr(image, to_image(x_hat, "RGB"))
 

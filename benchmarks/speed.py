@@ -63,20 +63,20 @@ def reference_copy(model):
     return net.eval()
 
 
-def rate_of(card, model, quality: float | None) -> tuple:
-    """The extra argument of our model's compress and decompress: a variable-rate model's position at
-    `quality` (default: the model's own), nothing for a one-rate model."""
+def position_of(card, model, quality: float | None) -> float | None:
+    """Our model's rate position: a variable-rate model's at `quality` (default: the model's own),
+    None for a one-rate model."""
     if not card.variable_rate:
-        return ()
-    return (rate_position(model, round(100 * (card.default_quality if quality is None else quality))),)
+        return None
+    return rate_position(model, round(100 * (card.default_quality if quality is None else quality)))
 
 
 def set_up(side: str, model_name: str | None, quality: float | None):
-    """The model a side codes with, and our model's rate argument."""
+    """The model a side codes with, and our model's rate position."""
     card = get_card(model_name) if model_name else default_card()
     model = load_model(card)
-    rate = rate_of(card, model, quality)
-    return (reference_copy(model) if side == "compressai" else model), rate
+    position = position_of(card, model, quality)
+    return (reference_copy(model) if side == "compressai" else model), position
 
 
 @contextlib.contextmanager
@@ -103,7 +103,7 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def code(side: str, model, rate: tuple, array: np.ndarray) -> tuple:
+def code(side: str, model, position: float | None, array: np.ndarray) -> tuple:
     """(encode s, decode s, bits, PSNR, encode and decode peak RSS in MB) of one image. Each peak is
     the process's, model and libraries included, during that step."""
     image = Image.fromarray(array, "RGB")
@@ -114,7 +114,7 @@ def code(side: str, model, rate: tuple, array: np.ndarray) -> tuple:
         height, width = x.shape[-2:]
         start = time.perf_counter()
         if side != "compressai":
-            strings = model.compress(x, *rate)
+            strings = model.compress(x, position)
         else:
             coded = model.compress(x)
             strings = [s[0] for s in coded["strings"]]
@@ -124,7 +124,7 @@ def code(side: str, model, rate: tuple, array: np.ndarray) -> tuple:
         reset_peak_rss()
         decoding = time.perf_counter()
         if side != "compressai":
-            x_hat = model.decompress(strings, height, width, *rate)
+            x_hat = model.decompress(strings, height, width, position)
         else:
             x_hat = model.decompress(coded["strings"], coded["shape"])["x_hat"]
         decoded = time.perf_counter()
@@ -139,10 +139,10 @@ def worker(connection, side: str, model_name: str | None, quality: float | None,
     if side != "compressai":
         retain_freed_memory()
     torch.set_num_threads(threads)
-    model, rate = set_up(side, model_name, quality)
+    model, position = set_up(side, model_name, quality)
     with precision(side):
         while (array := connection.recv()) is not None:
-            connection.send(code(side, model, rate, array))
+            connection.send(code(side, model, position, array))
 
 
 class Worker:
@@ -226,9 +226,9 @@ def main():
     arrays = [np.asarray(open_image(path).convert("RGB")) for path in image_files(args.images)]
     if args.dry_run:
         for side in SIDES:
-            model, rate = set_up(side, args.model, args.quality)
+            model, position = set_up(side, args.model, args.quality)
             with precision(side):
-                _, _, bits, quality, _ = code(side, model, rate, arrays[0])
+                _, _, bits, quality, _ = code(side, model, position, arrays[0])
             print(f"{side}: {bits / (arrays[0].shape[0] * arrays[0].shape[1]):.4f} bpp, {quality:.2f} dB")
         return
     run("images", arrays, SIDES, args)

@@ -121,13 +121,12 @@ def compress(image: str | Path | bytes | Image.Image, quality: float | None = No
     net = load_model(card)
     with bounded_heap(image.width * image.height > coding.WHOLE_PIXELS), torch.inference_mode():
         x = to_tensor(image, net.downsampling)
-        if hundredths is None:
-            strings = net.compress(x)
-        elif effort == 0:
-            strings = net.compress(x, rate_position(net, hundredths))
+        position = None if hundredths is None else rate_position(net, hundredths)
+        if effort == 0:
+            strings = net.compress(x, position)
         else:
             try:
-                strings = refine.refined_streams(net, x, image.height, image.width, rate_position(net, hundredths), effort)
+                strings = refine.refined_streams(net, x, image.height, image.width, position, effort)
             except refine.SearchError as error:  # the model layer's error, as the codec's
                 raise CodecError(str(error)) from None
     return Bitstream(card.name, card.weights_hash, image.width, image.height, coded_mode(image, carried), tuple(strings),
@@ -158,15 +157,13 @@ def decompress(data: str | Path | bytes | bytearray | memoryview) -> Image.Image
     net = load_model(card)
     if len(stream.streams) != len(net.latent_names):
         raise BitstreamError(f"model {card.name} needs {len(net.latent_names)} streams, the file has {len(stream.streams)}")
-    variable = card.variable_rate
-    if variable != (stream.quality is not None):
+    if card.variable_rate != (stream.quality is not None):
         raise BitstreamError(f"corrupted file (a quality field that model {card.name} does not take, or none where it needs one)")
     multiple = net.downsampling
     height, width = -(-stream.height // multiple) * multiple, -(-stream.width // multiple) * multiple
     with bounded_heap(height * width > coding.WHOLE_PIXELS), torch.inference_mode():
-        strings = list(stream.streams)
-        x_hat = (net.decompress(strings, height, width) if not variable
-                 else net.decompress(strings, height, width, rate_position(net, stream.quality)))
+        position = None if stream.quality is None else rate_position(net, stream.quality)
+        x_hat = net.decompress(list(stream.streams), height, width, position)
         image = to_image(x_hat[..., : stream.height, : stream.width], stream.mode)
     image.info = with_metadata(image.info, stream.metadata)
     return image

@@ -116,22 +116,18 @@ def z_likelihood(entropy_bottleneck, z_hat: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def training_forms(net):
-    """Within: the model's differentiable float transforms (its training forms), for the search.
-
-    g_a and g_s run in bfloat16 where the CPU has it (the search needs gradients, not exact values);
-    on exit the model's mode and precision are restored, and with them its coding forms.
+def search_precision(net):
+    """Within: g_a and g_s in bfloat16 where the CPU has it, for the search, which needs gradients
+    of the float transforms, not exact values; on exit the model's precision is restored.
 
     Args:
         net: a variable-rate model.
     """
-    was_training, was_bfloat16 = net.training, net.training_in_bfloat16
-    net.train()
+    was_bfloat16 = net.training_in_bfloat16
     net.training_in_bfloat16 = coding.DTYPE == torch.bfloat16
     try:
         yield
     finally:
-        net.train(was_training)
         net.training_in_bfloat16 = was_bfloat16
 
 
@@ -232,7 +228,7 @@ def refine(net, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, height: int, 
     generator = torch.Generator().manual_seed(0)
     stride, ratio = net.g_a_stride, net.z_stride // net.g_a_stride  # pixels a latent, latents a hyper-latent
     block = net.hyper_block
-    with training_forms(net), torch.inference_mode(False), torch.no_grad():  # ordinary tensors, out of the caller's inference mode
+    with search_precision(net), torch.inference_mode(False), torch.no_grad():  # ordinary tensors, out of the caller's inference mode
         position_tensor = torch.tensor([float(position)])
         lmbda = float(net.lambdas(position_tensor))
         gain, inverse_gain = (net._interpolate(table.float(), position_tensor)[:, :, None, None] for table in net.gain_table)
@@ -285,7 +281,7 @@ def refined_streams(net, x: torch.Tensor, height: int, width: int, position: flo
     Returns:
         list[bytes]: the streams, as net.compress_latents gives them.
     """
-    y = net.analysis(x)
+    y = net.coding_analysis(x)
     z = net.hyper_analysis(y)
     plain = net.compress_latents(y, z, position)
     searched = net.compress_latents(*refine(net, x, y, z, height, width, position, effort), position)

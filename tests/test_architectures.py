@@ -1,4 +1,4 @@
-"""Every architecture: forward pass, and compress/decompress reproducing the quantized forward pass."""
+"""Every architecture: forward pass, and compress/decompress reproducing the forward pass in the coding forms."""
 
 import math
 
@@ -9,6 +9,7 @@ from torch import nn
 from tests.helpers import CODING_DTYPES, checkerboard_model, natural_image, small_model
 from codec.image import to_tensor
 from codec.models import coding
+from codec.models.architectures import ARCHITECTURES, is_variable_rate
 from codec.models.strided import depth_to_space_conv, space_to_depth_conv
 
 CASES = [("factorized", {}), ("scale-hyperprior", {"hyper_attention": "none"}), ("mean-scale-hyperprior", {"hyper_attention": "none"})]
@@ -45,7 +46,7 @@ def test_decompress_reproduces_quantized_forward_pass(case):
     model = small_model(arch, **config)
     x = to_tensor(natural_image(70, 50), model.downsampling)
     with torch.inference_mode():
-        expected = model(x)["x_hat"].clamp(0, 1)
+        expected = model.coding_estimate(x)["x_hat"].clamp(0, 1)
         strings = model.compress(x)
         decoded = model.decompress(strings, *x.shape[-2:])
     assert len(strings) == len(model.latent_names)
@@ -67,7 +68,7 @@ def test_file_size_matches_likelihood_estimate():
     model = small_model("mean-scale-hyperprior")
     x = to_tensor(natural_image(256, 256))
     with torch.inference_mode():
-        estimate_bits = sum(-torch.log2(l).sum().item() for l in model(x)["likelihoods"].values())
+        estimate_bits = sum(-torch.log2(l).sum().item() for l in model.coding_estimate(x)["likelihoods"].values())
         actual_bits = 8 * sum(len(s) for s in model.compress(x))
     assert math.isclose(actual_bits, estimate_bits, rel_tol=0.03, abs_tol=2 * 8 * 8)
 
@@ -97,16 +98,16 @@ def test_hyperprior_blocks_code_each_block_as_a_crop_of_its_own(arch):
     whole.update(force=True)
     x = torch.rand(1, 3, 128, 192)
     with torch.inference_mode():
-        y = blocked.analysis(x)
-        params = blocked.gaussian_params(blocked.entropy_bottleneck(blocked.hyper_analysis(y))[0])
+        y = blocked.coding_analysis(x)
+        params = blocked.coding_gaussian_params(blocked.entropy_bottleneck(blocked.hyper_analysis(y))[0])
         for top in (0, 4):
             for left in (0, 4, 8):
                 block = y[..., top : top + 4, left : left + 4]
-                alone = whole.gaussian_params(whole.entropy_bottleneck(whole.hyper_analysis(block))[0])
+                alone = whole.coding_gaussian_params(whole.entropy_bottleneck(whole.hyper_analysis(block))[0])
                 for got, expected in zip(params, alone):
                     if expected is not None:
                         assert torch.equal(got[..., top : top + 4, left : left + 4], expected)
-        assert torch.equal(blocked(x[..., :64, :64])["x_hat"], whole(x[..., :64, :64])["x_hat"])
+        assert torch.equal(blocked.coding_estimate(x[..., :64, :64])["x_hat"], whole.coding_estimate(x[..., :64, :64])["x_hat"])
 
 
 def test_hyper_block_sets_the_image_multiple():
@@ -138,9 +139,9 @@ def test_coding_runs_the_transforms_of_training(monkeypatch, dtype):
     with torch.inference_mode():
         y = model.g_a(x)
         y_hat = torch.round(y * 20)  # latents as large as trained models' (a bfloat16 y would be off by 1/8)
-        for coded, plain in ((model.analysis(x), y), (model.synthesis(y_hat), model.g_s(y_hat))):
+        for coded, plain in ((model.coding_analysis(x), y), (model.coding_synthesis(y_hat), model.g_s(y_hat))):
             assert torch.allclose(coded, plain, atol=tolerance * plain.abs().max().item())
-        assert model.analysis(x).dtype == model.synthesis(y_hat).dtype == torch.float32
+        assert model.coding_analysis(x).dtype == model.coding_synthesis(y_hat).dtype == torch.float32
 
 
 def test_symbols_code_to_compressais_streams():
@@ -149,8 +150,8 @@ def test_symbols_code_to_compressais_streams():
     model = small_model()
     x = to_tensor(natural_image(128, 128))
     with torch.inference_mode():
-        y = model.analysis(x)
-        scales, means = model.gaussian_params(torch.round(model.hyper_analysis(y)))
+        y = model.coding_analysis(x)
+        scales, means = model.coding_gaussian_params(torch.round(model.hyper_analysis(y)))
         indexes = model.scale_indexes(scales)
         conditional = model.gaussian_conditional
         symbols = conditional.quantize(y, "symbols", means)
@@ -174,7 +175,7 @@ def test_checkerboard_decodes_what_its_forward_pass_gives_in_three_streams():
     model = checkerboard_model()
     x = to_tensor(natural_image(120, 70), model.downsampling)
     with torch.inference_mode():
-        expected = model(x, torch.tensor([4.0]))["x_hat"].clamp(0, 1)
+        expected = model.coding_estimate(x, torch.tensor([4.0]))["x_hat"].clamp(0, 1)
         strings = model.compress(x, 4.0)
         decoded = model.decompress(strings, *x.shape[-2:], 4.0)
     assert len(strings) == len(model.latent_names) == 3 and all(strings)
@@ -194,7 +195,8 @@ def test_checkerboard_context_changes_the_second_pass_only():
     x = to_tensor(natural_image(64, 64), neutral.downsampling)
     with torch.inference_mode():
         neutral_strings, trained_strings = neutral.compress(x, 2.0), trained.compress(x, 2.0)
-        torch.testing.assert_close(neutral(x, torch.tensor([2.0]))["x_hat"], plain(x, torch.tensor([2.0]))["x_hat"], rtol=0, atol=0)
+        torch.testing.assert_close(neutral.coding_estimate(x, torch.tensor([2.0]))["x_hat"],
+                                   plain.coding_estimate(x, torch.tensor([2.0]))["x_hat"], rtol=0, atol=0)
         assert isinstance(plain, GainedMeanScaleHyperprior) and plain.compress(x, 2.0)[1] == neutral_strings[2]
     assert neutral_strings[0] == trained_strings[0] and neutral_strings[2] == trained_strings[2]
     assert neutral_strings[1] != trained_strings[1]
@@ -209,12 +211,12 @@ def test_checkerboard_context_in_tiles_gives_the_whole_image_values(monkeypatch)
     generator = torch.Generator().manual_seed(0)
     anchors = anchor_mask(40, 70)
     anchors_hat, hyper = torch.randn(1, 32, 40, 70, generator=generator) * anchors, torch.randn(1, 64, 40, 70, generator=generator)
-    whole = model.contextual_params(hyper, anchors_hat, anchors)
+    whole = model.coding_contextual_params(hyper, anchors_hat, anchors)
     monkeypatch.setattr(coding, "WHOLE_PIXELS", 0)
-    assert torch.equal(model.contextual_params(hyper, anchors_hat, anchors), whole)
+    assert torch.equal(model.coding_contextual_params(hyper, anchors_hat, anchors), whole)
     assert torch.equal(whole[..., anchors], hyper[..., anchors]) and not torch.equal(whole, hyper)
     with torch.no_grad():
-        float_params = model.train().contextual_params(hyper, anchors_hat, anchors)
+        float_params = model.contextual_params(hyper, anchors_hat, anchors)
     torch.testing.assert_close(whole, float_params, rtol=0, atol=2e-3)
 
 
@@ -259,3 +261,51 @@ def test_coded_bytes_are_as_recorded(monkeypatch):
         8.0: "68436da2b0f133a638347109b457480f4b11ab30b6fac7d146bfc63509526315",
         "factorized": "f1e6ba0c720483f82c3511de7d25550b87b38b6c721d9f8f8fc51fc4b44d7cd7",
     }
+
+
+def test_exact_correction_makes_its_tensors_on_its_inputs_device():
+    """Every tensor exact_correction makes lives on its input's device (a CUDA validation must not
+    mix devices): with factory functions defaulting to the meta device, a CPU input still gives a
+    CPU result, the same numbers."""
+    model = checkerboard_model()
+    h = torch.randn(1, 3 * model.M, 6, 8, generator=torch.Generator().manual_seed(0))
+    expected = model.exact_correction(h)
+    with torch.device("meta"):
+        correction = model.exact_correction(h)
+    assert correction.device == h.device and torch.equal(correction, expected)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_model_codes_through_one_signature(arch):
+    """compress(x, position) and decompress(strings, height, width, position): a one-rate model
+    refuses a rate position, a variable-rate one requires it."""
+    model = small_model(arch)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        if is_variable_rate(arch):
+            strings = model.compress(x, 1.0)
+            assert model.decompress(strings, 64, 64, 1.0).shape == x.shape
+            refused = (lambda: model.compress(x), lambda: model.decompress(strings, 64, 64))
+        else:
+            strings = model.compress(x)
+            assert model.decompress(strings, 64, 64).shape == x.shape
+            refused = (lambda: model.compress(x, 1.0), lambda: model.decompress(strings, 64, 64, 1.0))
+        for call in refused:
+            with pytest.raises(ValueError, match="rate position"):
+                call()
+
+
+def test_forward_is_the_float_function_whatever_the_mode_and_the_cpu(monkeypatch):
+    """In eval mode forward rounds instead of adding noise, and that is all: coding's choices
+    (its precision, its tiles) do not reach it."""
+    model = checkerboard_model()
+    x = to_tensor(natural_image(64, 64), model.downsampling)
+    position = torch.tensor([2.0])
+    with torch.no_grad():
+        expected = model(x, position)
+        monkeypatch.setattr(coding, "DTYPE", torch.bfloat16)
+        monkeypatch.setattr(coding, "WHOLE_PIXELS", 0)
+        output = model(x, position)
+        assert not torch.equal(model.coding_estimate(x, position)["x_hat"], expected["x_hat"])
+    assert torch.equal(output["x_hat"], expected["x_hat"])
+    assert all(torch.equal(output["likelihoods"][k], expected["likelihoods"][k]) for k in expected["likelihoods"])

@@ -54,7 +54,7 @@ def test_same_latents_with_one_and_two_threads(coded, threads, monkeypatch, name
         latents.append(y_hat.clone())
         return torch.zeros(1, 3, 16 * y_hat.shape[-2], 16 * y_hat.shape[-1])
 
-    monkeypatch.setattr(model, "synthesis", capture)
+    monkeypatch.setattr(model, "coding_synthesis", capture)
     for count in (2, 1):
         torch.set_num_threads(count)
         codec.decompress(data)
@@ -66,13 +66,13 @@ def test_same_image_when_the_hyper_path_sums_in_another_order(coded, monkeypatch
     data, card = coded
     reference = decoded_array(data)
     model = load_model(card)
-    exact = model.hyper_synthesis
+    exact = model.coding_hyper_synthesis
 
     def other_route(z_hat):
         with split_channel_sums():
             return exact(z_hat)
 
-    monkeypatch.setattr(model, "hyper_synthesis", other_route)
+    monkeypatch.setattr(model, "coding_hyper_synthesis", other_route)
     assert np.array_equal(decoded_array(data), reference)
 
 

@@ -35,12 +35,12 @@ def test_tiled_transforms_compute_what_the_whole_image_pass_does(monkeypatch, dt
     x = to_tensor(natural_image(448, 320))
     with torch.inference_mode():
         set_tiles(monkeypatch, 128, 8, 2, whole=1 << 30)
-        y = model.analysis(x)
+        y = model.coding_analysis(x)
         y_hat = torch.round(y * 20)
-        x_hat = model.synthesis(y_hat)
+        x_hat = model.coding_synthesis(y_hat)
         set_tiles(monkeypatch, 128, 8, 2)
-        assert torch.allclose(model.analysis(x), y, atol=1e-5)
-        assert torch.allclose(model.synthesis(y_hat), x_hat, atol=1e-5)
+        assert torch.allclose(model.coding_analysis(x), y, atol=1e-5)
+        assert torch.allclose(model.coding_synthesis(y_hat), x_hat, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["scale-hyperprior", "mean-scale-hyperprior"])
@@ -48,7 +48,7 @@ def test_tiled_hyper_synthesis_gives_the_same_integers(small_tiles, arch):
     model = small_model(arch)
     z_hat = torch.round(torch.randn(1, 16, 7, 10, generator=torch.Generator().manual_seed(1)) * 3)
     with torch.inference_mode():
-        assert torch.equal(model.hyper_synthesis(z_hat), exact_forward(model.h_s, z_hat))
+        assert torch.equal(model.coding_hyper_synthesis(z_hat), exact_forward(model.h_s, z_hat))
 
 
 def test_a_halo_shorter_than_the_reach_is_caught(monkeypatch):
@@ -56,7 +56,7 @@ def test_a_halo_shorter_than_the_reach_is_caught(monkeypatch):
     model = small_model(N=32, M=48)
     x = to_tensor(natural_image(448, 320))
     with torch.inference_mode():
-        assert not torch.allclose(model.analysis(x), model.g_a(x), atol=1e-3)
+        assert not torch.allclose(model.coding_analysis(x), model.g_a(x), atol=1e-3)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_tiled_coding_round_trips_exactly(small_tiles, tiny_model, threads, monk
     data = codec.compress(image, model="tiny")
     model = load_model(tiny_model)
     with torch.inference_mode():
-        x_hat = model(to_tensor(image, model.downsampling))["x_hat"]
+        x_hat = model.coding_estimate(to_tensor(image, model.downsampling))["x_hat"]
     expected = np.asarray(to_image(x_hat[..., :270, :330], "RGB"))
     for count in (1, 2, 3):
         torch.set_num_threads(count)
@@ -116,4 +116,4 @@ def test_hyperprior_blocks_in_chunks_code_the_same_file(monkeypatch):
         whole = model.compress(x)
         monkeypatch.setattr(coding, "HYPER_CHUNK", 2)
         assert model.compress(x) == whole
-        assert torch.equal(model.decompress(whole, *x.shape[-2:]), model(x)["x_hat"].clamp(0, 1))
+        assert torch.equal(model.decompress(whole, *x.shape[-2:]), model.coding_estimate(x)["x_hat"].clamp(0, 1))

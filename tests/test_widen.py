@@ -47,7 +47,7 @@ def test_a_widened_model_reconstructs_the_same_image_and_codes_zeros_in_its_new_
         z = narrow.hyper_analysis(y_narrow)
         assert torch.equal(z, wide.hyper_analysis(y_wide))
         z_hat = narrow.decode_z(narrow.code_z(z), z.shape[-2:])
-        (scales_n, means_n), (scales_w, means_w) = narrow.gaussian_params(z_hat), wide.gaussian_params(z_hat)
+        (scales_n, means_n), (scales_w, means_w) = narrow.coding_gaussian_params(z_hat), wide.coding_gaussian_params(z_hat)
         assert torch.equal(scales_w[:, : narrow.M], scales_n) and torch.equal(means_w[:, : narrow.M], means_n)
         assert not scales_w[:, narrow.M:].any() and not means_w[:, narrow.M:].any()
         strings_n, strings_w = narrow.compress(x, position), wide.compress(x, position)

@@ -49,7 +49,7 @@ def reconstructions(net, x: torch.Tensor, anchor: int) -> tuple[torch.Tensor, to
     unquantized = net.g_s(y * gain * inverse_gain)
     z = net.hyper_analysis(y)
     z_hat = net.entropy_bottleneck.quantize(z, "dequantize", net.entropy_bottleneck._get_medians())
-    scales, means = net.latent_params(y, z_hat, gain, inverse_gain)
+    scales, means = net.latent_params(y, z_hat, gain, inverse_gain, coded=True)  # the exact hyperprior, as coding runs it
     rounded = net.g_s(torch.round((y - means) * gain) * inverse_gain + means)
     return unquantized, rounded
 

@@ -1,7 +1,7 @@
 """What the encoder writes and the decoder returns, against sha256 digests recorded before a change:
 a refactoring that should not change behaviour is checked here, byte for byte.
 
-Coding runs in float32 (coding.DTYPE), which every CPU computes (CI's machines have matched); the bfloat16 path
+Coding runs in float32 (coding.DTYPE), which every CPU computes (earlier float32 records passed on CI's machines); the bfloat16 path
 depends on the CPU's instructions and is pinned per machine by `benchmarks/recorded_bytes.py`. To
 record anew after a deliberate change of the format or the weights, print the digests these tests
 compute and paste them.

@@ -134,6 +134,18 @@ def test_side_information(bench, images):
     assert "| 100 |" in bench("side_information", images, "--qualities", "0,100")
 
 
+def test_recorded_bytes(bench, images, tmp_path, monkeypatch):
+    monkeypatch.setattr(coding, "DTYPE", coding.DTYPE)  # --float32 sets it for the process
+    record, options = tmp_path / "record.json", ("--qualities", "0,100", "--float32")
+    bench("recorded_bytes", images, "--record", record, *options)
+    assert "2 of 2 files" in bench("recorded_bytes", images, "--check", record, *options)
+    saved = json.loads(record.read_text())
+    saved["digests"]["float32"]["0.png@100"][1] = "0" * 64
+    record.write_text(json.dumps(saved))
+    with pytest.raises(AssertionError, match="0.png@100: pixels differ"):
+        bench("recorded_bytes", images, "--check", record, *options)
+
+
 def test_tiling(bench, tmp_path):
     natural_image(144, 80).save(tmp_path / "image.png")
     assert "decodings differ" in bench("tiling", tmp_path / "image.png", "--figure", tmp_path / "figure.png")

@@ -1,23 +1,23 @@
-"""Measuring a codec on a set of images through real files: every byte counts, header included."""
+"""Measuring a codec on a set of images through real files: every byte counts, header included.
+
+Nothing here loads a model: the worker processes that measure the Pillow baselines (`codec eval`)
+import this module and start without CompressAI.
+"""
 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-from codec.api import compress, decompress
+from codec import baselines as pillow
+from codec.errors import ConversionWarning
 from codec.image import open_image
 from codec.metrics import bits_per_pixel, ms_ssim, psnr
-
-
-def measure(path: Path, model: str) -> dict:
-    """bpp of the file, PSNR-RGB, MS-SSIM and coding times of one image."""
-    reference = open_image(path)
-    return {"image": Path(path).name, **measure_coded(reference, lambda image: compress(image, model=model), decompress)}
 
 
 def measure_coded(reference: Image.Image, encode: Callable[[Image.Image], bytes],
@@ -36,6 +36,16 @@ def measure_coded(reference: Image.Image, encode: Callable[[Image.Image], bytes]
         "encode_s": encoded - start,
         "decode_s": decode_seconds,
     }
+
+
+def measure_baseline(job: tuple[str, int, Path]) -> tuple[dict, tuple[str, ...]]:
+    """measure_coded of a (baseline, setting, image path), and the notes of the image's conversion,
+    which a worker process would otherwise print as raw warnings."""
+    baseline, setting, path = job
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConversionWarning)
+        result = measure_coded(open_image(path), lambda image: pillow.encode(image, baseline, setting), pillow.decode)
+    return result, tuple(str(w.message) for w in caught if issubclass(w.category, ConversionWarning))
 
 
 def pooled_bpp(rows: list[dict]) -> float:

@@ -8,9 +8,11 @@ import os
 import re
 from pathlib import Path
 
+from codec.api import compress, decompress
 from codec.errors import CodecError, ModelError
-from codec.evaluate import measure, summarize
+from codec.evaluate import measure_coded, summarize
 from codec.fileio import image_files
+from codec.image import open_image
 from codec.training.checkpoint import Checkpoint
 from codec.training.config import TrainConfig, data_folders, option_name
 from codec.training.distributed import hardware
@@ -110,7 +112,8 @@ def export_checkpoint(checkpoint: Path, name: str, ship: bool = False, default_q
         lmbda=None if variable else config.lmbda, metric=config.metric, default_quality=default_quality, training=training,
     )
     if kodak_dir is not None:
-        kodak = summarize([measure(path, card.name) for path in image_files(kodak_dir)])
+        kodak = summarize([measure_coded(open_image(path), lambda image: compress(image, model=card.name), decompress)
+                           for path in image_files(kodak_dir)])
         card = dataclasses.replace(card, kodak={k: v for k, v in kodak.items() if not k.endswith("_s")})
         write_manifest(card)
     return card

@@ -31,7 +31,7 @@ import codec.data
 from codec import baselines as pillow
 from codec.api import check_effort, compress, decompress
 from codec.errors import CodecError, ConversionWarning
-from codec.evaluate import measure_coded, pooled_bpp
+from codec.evaluate import measure_baseline, measure_coded, pooled_bpp
 from codec.fetch import KODAK_SHA256
 from codec.fileio import image_files, write_bytes_atomic
 from codec.image import open_image
@@ -139,27 +139,14 @@ def run(tasks: list[Task], cache: Path, jobs: int = 2, advance: Callable[[], Non
     todo = [task for task in tasks if measured[task] is None]
     for task in (t for t in todo if is_ours(t.codec)):
         done(task, _measure_model(task))
-    todo = [task for task in todo if not is_ours(task.codec)]
-    if jobs == 1 or len(todo) < 2:
-        for task in todo:
-            done(task, *_measure_task(task))
+    baseline_tasks = {(task.codec, task.setting, task.path): task for task in todo if not is_ours(task.codec)}
+    if jobs == 1 or len(baseline_tasks) < 2:
+        outcomes = ((job, measure_baseline(job)) for job in baseline_tasks)
     else:
-        for task, outcome in in_processes(_measure_task, todo, jobs):
-            done(task, *outcome)
+        outcomes = in_processes(measure_baseline, baseline_tasks, jobs)
+    for job, outcome in outcomes:
+        done(baseline_tasks[job], *outcome)
     return [_row(task, measured[task]) for task in tasks]
-
-
-def _measure_task(task: Task) -> tuple[dict, tuple[str, ...]]:
-    """A baseline's result and the notes of its image's conversion, which a worker process would
-    otherwise print as raw warnings."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConversionWarning)
-        result = _measure_baseline(task.codec, task.setting, task.path)
-    return result, tuple(str(w.message) for w in caught if issubclass(w.category, ConversionWarning))
-
-
-def _measure_baseline(codec: str, setting: int, path: Path) -> dict:
-    return measure_coded(open_image(path), lambda image: pillow.encode(image, codec, setting), pillow.decode)
 
 
 def is_ours(codec: str) -> bool:

@@ -1,10 +1,9 @@
 """Shared fixtures: generated images and a small registered model, so no test needs ../shared."""
 
 import pytest
-import torch
 
 from codec.registry import save_model
-from tests.helpers import SMALL, image_folder, natural_image, small_model
+from tests.helpers import SMALL, image_folder, natural_image, small_model, variable_model
 
 
 @pytest.fixture
@@ -32,11 +31,7 @@ def tiny_variable_model(codec_home):
     gains (1 to 100) make its latents, small before training, span a range of rates."""
     from codec.registry import user_dir
 
-    model = small_model("gained-mean-scale-hyperprior", hyper_block=4)
-    with torch.no_grad():
-        model.gain.copy_(torch.logspace(0, 2, model.anchors)[:, None].expand_as(model.gain))
-        model.inverse_gain.copy_(1 / model.gain)
-    model.update(force=True)
+    model = variable_model()
     return save_model(
         model, user_dir(), name="tinyvr",
         arch="gained-mean-scale-hyperprior", config={**SMALL, "hyper_attention": "none", "hyper_block": 4},

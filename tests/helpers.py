@@ -1,6 +1,9 @@
 """What several test files share: generated images, small untrained models, the CLI's runner.
 Fixtures are in conftest.py; test files import from here and never from each other."""
 
+import copy
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -30,6 +33,24 @@ def natural_image(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray((np.clip(base + texture, 0, 1) * 255).astype(np.uint8), "RGB")
 
 
+def built_once(builder):
+    """Build each distinct model once a session and hand out copies: a build (its entropy models'
+    tables) costs about ten copies. torch's random state is left as a fresh build leaves it."""
+    built = {}
+
+    @functools.wraps(builder)
+    def build(*args, **config):
+        key = (args, tuple(sorted(config.items())))
+        if key not in built:
+            built[key] = builder(*args, **config), torch.get_rng_state()
+        model, random_state = built[key]
+        torch.set_rng_state(random_state)
+        return copy.deepcopy(model)
+
+    return build
+
+
+@built_once
 def small_model(arch: str = "mean-scale-hyperprior", seed: int = 0, **config):
     torch.manual_seed(seed)
     model = build_model(arch, **{**SMALL, **config})
@@ -37,14 +58,30 @@ def small_model(arch: str = "mean-scale-hyperprior", seed: int = 0, **config):
     return model.eval()
 
 
-def checkerboard_model(context_weight: float = 0.05):
-    """A small untrained checkerboard model whose gains (1 to 100) span a range of rates and whose
-    context, zero at init, has random weights that change the second pass's scales and means."""
-    model = small_model("gained-checkerboard-hyperprior", hyper_block=4)
-    generator = torch.Generator().manual_seed(3)
+def spread_gains(model):
+    """Gains from 1 to 100 over the anchors: an untrained model's small latents then span a range of rates."""
     with torch.no_grad():
         model.gain.copy_(torch.logspace(0, 2, model.anchors)[:, None].expand_as(model.gain))
         model.inverse_gain.copy_(1 / model.gain)
+
+
+@built_once
+def variable_model():
+    """A small untrained variable-rate model whose rates differ (spread_gains)."""
+    model = small_model("gained-mean-scale-hyperprior", hyper_block=4)
+    spread_gains(model)
+    model.update(force=True)
+    return model
+
+
+@built_once
+def checkerboard_model(context_weight: float = 0.05):
+    """A small untrained checkerboard model whose rates differ (spread_gains) and whose context,
+    zero at init, has random weights that change the second pass's scales and means."""
+    model = small_model("gained-checkerboard-hyperprior", hyper_block=4)
+    spread_gains(model)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
         for parameter in model.entropy_parameters[-1].parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * context_weight)
     model.update(force=True)

@@ -338,9 +338,9 @@ def test_every_effort_round_trips_and_lowers_the_cost(tiny_variable_model, effor
 def test_the_search_lowers_the_cost_and_is_deterministic(tiny_variable_model):
     image = natural_image(128, 128, seed=3)
     plain = codec.compress(image, quality=60, model="tinyvr", effort=0)
-    searched = codec.compress(image, quality=60, model="tinyvr", effort=9)
+    searched = codec.compress(image, quality=60, model="tinyvr", effort=4)
     assert real_cost(image, searched, 60, tiny_variable_model) < real_cost(image, plain, 60, tiny_variable_model)
-    assert codec.compress(image, quality=60, model="tinyvr", effort=9) == searched
+    assert codec.compress(image, quality=60, model="tinyvr", effort=4) == searched
 
 
 def test_large_images_are_searched_tile_by_tile(tiny_variable_model, monkeypatch):
@@ -364,7 +364,7 @@ def test_large_images_are_searched_tile_by_tile(tiny_variable_model, monkeypatch
     monkeypatch.setattr(refine, "search", spy)
     image = natural_image(128, 128, seed=4)
     plain = codec.compress(image, quality=60, model="tinyvr", effort=0)
-    data = codec.compress(image, quality=60, model="tinyvr", effort=9)
+    data = codec.compress(image, quality=60, model="tinyvr", effort=3)
     assert windows == [((64, 64), True, False, True)] * 4
     assert codec.decompress(data).size == image.size
     assert real_cost(image, data, 60, tiny_variable_model) < real_cost(image, plain, 60, tiny_variable_model)

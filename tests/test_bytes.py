@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import codec
-from tests.helpers import checkerboard_model, natural_image, small_model
+from tests.helpers import checkerboard_model, natural_image, small_model, variable_model
 from codec.image import to_tensor
 from codec.models import coding
 from codec.models.architectures import ARCHITECTURES
@@ -100,11 +100,7 @@ def test_gained_streams_code_as_recorded():
     """Streams of a seeded small variable-rate model whose gains span 1 to 100, at two rate positions,
     and of a factorized model, as recorded before the CDF tables came from CompressAI's defaults."""
     x = to_tensor(natural_image(128, 64, seed=5), 64)
-    model = small_model("gained-mean-scale-hyperprior", hyper_block=4)
-    with torch.no_grad():
-        model.gain.copy_(torch.logspace(0, 2, model.anchors)[:, None].expand_as(model.gain))
-        model.inverse_gain.copy_(1 / model.gain)
-    model.update(force=True)
+    model = variable_model()
     with torch.inference_mode():
         streams = {position: b"".join(model.compress(x, position)) for position in (4.0, 8.0)}
         streams["factorized"] = small_model("factorized").compress(x)[0]

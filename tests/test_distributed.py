@@ -83,7 +83,8 @@ def test_two_processes_train_one_model_and_resume_exactly(dataset, tmp_path, cod
     assert get_card("ddp").config["N"] == 8
 
     assert Checkpoint.load(interrupted)["step"] == 2
-    torchrun(tmp_path, dataset, interrupted, 4)
+    result = torchrun(tmp_path, dataset, interrupted, 4)
+    assert f"resuming {interrupted} at step 2" in result.stdout + result.stderr  # not a new run that the seed makes equal
     resumed = Checkpoint.load(interrupted)
     assert resumed["step"] == 4
     for key, value in state["model"].items():

@@ -101,7 +101,7 @@ def test_report_files_and_cache(tiny_model, small_images, tmp_path, monkeypatch)
     def fail(*args):
         raise AssertionError("measured again instead of read from the cache")
 
-    monkeypatch.setattr(report, "_measure_baseline", fail)
+    monkeypatch.setattr(report, "measure_baseline", fail)
     monkeypatch.setattr(report, "_measure_model", fail)
     steps = []
     assert report.run(tasks, out / "cache", jobs=2, advance=lambda: steps.append(1)) == rows

@@ -83,6 +83,50 @@ def test_help_models_and_info_import_neither_torch_nor_compressai(tiny_model, tm
         assert result.stdout.splitlines()[-1] == "[]", arguments
 
 
+def imported_on_load(path: Path) -> set[str]:
+    """The absolute names of the modules a file imports as it loads: those in its functions wait for a call."""
+    names, nodes = set(), [ast.parse(path.read_text(), str(path))]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.update([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)])
+        nodes.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def source_file(module: str) -> Path | None:
+    """The file of one of our modules, None for another package's or for a name that is no module."""
+    folder = folder_of(module)
+    if folder is None:
+        return None
+    package = next(name for name in FOLDERS if module == name or module.startswith(name + "."))
+    relative = Path(folder, *module[len(package):].strip(".").split(".")) if module != package else Path(folder)
+    for candidate in (relative.with_suffix(".py") if module != package else None, relative / "__init__.py"):
+        if candidate is not None and (ROOT / candidate).is_file():
+            return ROOT / candidate
+    return None
+
+
+def test_the_baseline_workers_load_no_model_code():
+    """`codec eval` measures the Pillow baselines in worker processes that load codec.evaluate and
+    codec.parallel: without CompressAI and the models, each starts in the time of torch's import."""
+    loaded, todo = set(), ["codec", "codec.evaluate", "codec.parallel"]
+    while todo:
+        module = todo.pop()
+        if module in loaded:
+            continue
+        loaded.add(module)
+        path = source_file(module)
+        if path is not None:
+            todo.extend(imported_on_load(path))
+    assert "codec.baselines" in loaded and "torch" in loaded  # the walk follows what it should
+    assert sorted(name for name in loaded if name.split(".")[0] == "compressai" or name.startswith(("codec.models", "codec.api"))) == []
+
+
 def test_the_parts_of_training_import_neither_the_loop_nor_what_uses_it():
     """codec/training/ sits below codec/train.py, which drives it, and below export, eval and the API."""
     above = ("codec.train", "codec.export", "codec.evaluate", "codec.api", "codec.cli")

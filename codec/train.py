@@ -24,7 +24,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from codec.errors import CodecError
 from codec.fileio import image_files
-from codec.models.architectures import GainedMeanScaleHyperprior, build_model
+from codec.models.architectures import build_model, is_variable_rate
 from codec.training.checkpoint import Checkpoint
 from codec.training.config import FIELDS, RESUME_CHANGES, TrainConfig, option_name
 from codec.training.distributed import mean_over_ranks, processes, rank0_decides, rng_states, subnormals_flushed
@@ -108,7 +108,7 @@ class Trainer:
             group["lr"] = self.lr
         if x is None:
             x = self.sampler.batch(config.batch_size, self.generator).to(self.device)
-        if isinstance(self.model, GainedMeanScaleHyperprior):
+        if is_variable_rate(config.arch):
             # Every crop its own rate: the whole curve trains at once.
             positions = rate_positions(x.shape[0], self.model.anchors, config.rate_bias, self.generator).to(self.device)
             output = self.forward(x, positions)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from codec.errors import CodecError
-from codec.models.architectures import GainedMeanScaleHyperprior
+from codec.models.architectures import is_variable_rate
 from codec.models.widen import widened
 from codec.registry import get_card, load_model
 from codec.training.checkpoint import Checkpoint
@@ -64,7 +64,7 @@ def load_init(model: torch.nn.Module, arch: str, init: str) -> None:
     missing = {key for key in missing if not key.startswith(model.neutral_extensions)}
     if unexpected or not missing <= {"gain", "inverse_gain", "gain_table"}:
         raise CodecError(f"{init}: its weights do not fit a {arch} model")
-    if isinstance(model, GainedMeanScaleHyperprior) and "gain" in missing:
+    if is_variable_rate(arch) and "gain" in missing:
         with torch.no_grad():
             model.gain.copy_(model.initial_gains(lmbda))
             model.inverse_gain.copy_(1 / model.gain)
